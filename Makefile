@@ -1,0 +1,42 @@
+# The two commands: `make run` starts the whole system, `make test` runs the whole suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+SAGA_WORKERS ?= 2
+export DEBUG ?= 1
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: venv run test lint typecheck bench chaos clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py seed_demo
+	@echo ""
+	@echo "  API        http://127.0.0.1:$(PORT)/api/  (Authorization: Token <token above>)"
+	@echo "  API docs   http://127.0.0.1:$(PORT)/api/docs/"
+	@echo "  Admin      http://127.0.0.1:$(PORT)/admin/  (admin / admin; demo / demo)"
+	@echo "  Metrics    http://127.0.0.1:$(PORT)/metrics"
+	@echo "  Health     http://127.0.0.1:$(PORT)/healthz  /readyz"
+	@echo "  Try:  curl -H 'Authorization: Token <demo token>' http://127.0.0.1:$(PORT)/api/products/"
+	@echo ""
+	PORT=$(PORT) $(VENV)/bin/honcho start -c saga_worker=$(SAGA_WORKERS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+test: venv lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) manage.py saga_bench $(BENCH_ARGS)
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Inventory Service: products, stock and reservations; reserve and release."""

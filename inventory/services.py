@@ -1,0 +1,80 @@
+"""The Inventory Service's local transactions: add a product, reserve and release stock.
+
+Lock order: every transaction that changes several products updates them in ascending SKU
+order, so two reservations touching the same products queue instead of deadlocking.
+"""
+
+from collections.abc import Mapping
+from decimal import Decimal
+from uuid import UUID
+
+from django.db import IntegrityError, router, transaction
+from django.db.models import F
+
+from inventory.exceptions import OutOfStock, ProductExists
+from inventory.models import Product, Reservation, ReservationLine
+
+
+def create_product(*, sku: str, name: str, price: Decimal, currency: str, stock: int) -> Product:
+    """Add a product to the catalogue with `stock` units available. Raises ProductExists."""
+    if stock < 0:
+        raise ValueError("stock cannot be negative")
+    if price < 0:
+        raise ValueError("price cannot be negative")
+    try:
+        # A savepoint, so a duplicate leaves the caller's transaction usable.
+        with transaction.atomic(using=router.db_for_write(Product)):
+            return Product.objects.create(sku=sku, name=name, price=price,
+                                          currency=currency.upper(), available=stock)
+    except IntegrityError as error:
+        if Product.objects.filter(sku=sku).exists():
+            raise ProductExists(sku) from error
+        raise
+
+
+def reserve_stock(*, saga_id: UUID, order_id: UUID, quantities: Mapping[str, int]) -> Reservation:
+    """Take `quantities` (SKU -> units) out of available stock for one saga, all or nothing.
+
+    Raises OutOfStock, with every decrement of this call rolled back, if any SKU lacks stock.
+    """
+    for sku, quantity in quantities.items():
+        # A non-positive quantity would turn the conditional decrement into an increment.
+        if quantity < 1:
+            raise ValueError(f"quantity of {sku} must be at least 1, not {quantity}")
+    with transaction.atomic(using=router.db_for_write(Product)):
+        for sku in sorted(quantities):
+            quantity = quantities[sku]
+            # Commutative and race-free: the check and the decrement are one UPDATE, which
+            # row-locks the product until this transaction ends.
+            taken = Product.objects.filter(sku=sku, available__gte=quantity).update(
+                available=F("available") - quantity
+            )
+            if not taken:
+                raise OutOfStock(f"not enough stock for {sku}")
+        reservation = Reservation.objects.create(saga_id=saga_id, order_id=order_id,
+                                                 status=Reservation.Status.RESERVED)
+        ReservationLine.objects.bulk_create(
+            ReservationLine(reservation=reservation, sku=sku, quantity=quantities[sku])
+            for sku in sorted(quantities)
+        )
+    return reservation
+
+
+def release_stock(*, reservation_id: int) -> Reservation:
+    """Put a reservation's units back into available stock. Releasing twice changes nothing."""
+    with transaction.atomic(using=router.db_for_write(Reservation)):
+        # Row lock first: two releases racing must not both see `reserved` and restock twice.
+        reservation = Reservation.objects.select_for_update().get(pk=reservation_id)
+        if reservation.status == Reservation.Status.RELEASED:
+            return reservation
+        for line in reservation.lines.order_by("sku"):
+            restocked = Product.objects.filter(sku=line.sku).update(
+                available=F("available") + line.quantity
+            )
+            if not restocked:
+                # Dropping the units would break stock conservation: fail loudly, so the
+                # compensation is retried and then parked for an operator.
+                raise LookupError(f"product {line.sku} is gone; cannot restock {line.quantity}")
+        reservation.status = Reservation.Status.RELEASED
+        reservation.save(update_fields=["status", "updated_at"])
+    return reservation

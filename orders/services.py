@@ -1,0 +1,62 @@
+"""The Order Service's local transactions: create an order, cancel it, approve it."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+from django.db import router, transaction
+
+from orders.exceptions import OrderStateConflict
+from orders.models import Order, OrderLine
+
+
+@dataclass(frozen=True)
+class LineSpec:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+def create_order(*, order_id: UUID, saga_id: UUID, user_id: int, lines: Sequence[LineSpec],
+                 total: Decimal, currency: str) -> Order:
+    """Record a new order as `pending`; it stays so until its saga approves or cancels it."""
+    with transaction.atomic(using=router.db_for_write(Order)):
+        order = Order.objects.create(id=order_id, saga_id=saga_id, user_id=user_id,
+                                     status=Order.Status.PENDING, total=total, currency=currency)
+        OrderLine.objects.bulk_create(
+            OrderLine(order=order, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+            for line in lines
+        )
+    return order
+
+
+def cancel_order(*, order_id: UUID) -> Order:
+    """Cancel a pending order. Cancelling a cancelled order changes nothing.
+
+    Raises OrderStateConflict for an approved order: approval comes after the pivot, so a saga
+    never compensates it, and an operator must look.
+    """
+    return _move(order_id=order_id, to=Order.Status.CANCELLED, forbidden_from=Order.Status.APPROVED)
+
+
+def approve_order(*, order_id: UUID) -> Order:
+    """Approve a pending order. Approving an approved order changes nothing.
+
+    Raises Order.DoesNotExist if the order was never created (the saga only approves after
+    `create_order` succeeded, so that is a fault) and OrderStateConflict for a cancelled order.
+    """
+    return _move(order_id=order_id, to=Order.Status.APPROVED, forbidden_from=Order.Status.CANCELLED)
+
+
+def _move(*, order_id: UUID, to: Order.Status, forbidden_from: Order.Status) -> Order:
+    with transaction.atomic(using=router.db_for_write(Order)):
+        # Row lock: an operator action and a saga command must not both read `pending`.
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.status == to:
+            return order
+        if order.status == forbidden_from:
+            raise OrderStateConflict(f"order {order_id} is {order.status}, cannot become {to}")
+        order.status = to
+        order.save(update_fields=["status", "updated_at"])
+    return order

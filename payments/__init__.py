@@ -1,0 +1,1 @@
+"""Payment Service: tokenised payment methods and charges; charge and refund."""

@@ -1,0 +1,37 @@
+"""Payment Service command handlers: read the saga payload, call one service, shape the reply."""
+
+from decimal import Decimal
+from typing import Any, cast
+from uuid import UUID
+
+from payments import services
+from payments.messages import ChargePayload
+from sagas.messages import Command
+
+CENT = Decimal("0.01")
+
+
+def charge(command: Command) -> dict[str, Any]:
+    payload = cast(ChargePayload, command.payload)
+    done = services.charge_payment(
+        saga_id=UUID(command.saga_id),
+        order_id=UUID(payload["order_id"]),
+        payment_token=payload["payment_token"],
+        amount=_money(payload["total"]),
+        currency=payload["currency"],
+    )
+    return {"charge_id": done.pk, "amount": str(done.amount)}
+
+
+def refund(command: Command, action_data: dict[str, Any]) -> dict[str, Any]:
+    done = services.refund_charge(charge_id=int(action_data["charge_id"]))
+    return {"refund_id": done.pk, "charge_id": done.charge_id, "amount": str(done.amount)}
+
+
+def _money(value: str) -> Decimal:
+    # Amounts travel as decimal strings; one with sub-cent digits is a bug upstream, not
+    # something to round away silently.
+    amount = Decimal(value)
+    if amount != amount.quantize(CENT):
+        raise ValueError(f"amount {value!r} has more than two decimal places")
+    return amount.quantize(CENT)

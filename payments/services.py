@@ -1,0 +1,135 @@
+"""The Payment Service's local transactions: tokenise a card, charge a token, refund a charge.
+
+The card processor is simulated: a payment method's `behaviour`, fixed at tokenisation from the
+industry's test card numbers, decides what a charge does.
+"""
+
+import re
+import secrets
+from datetime import date
+from decimal import Decimal
+from uuid import UUID
+
+from django.db import router, transaction
+from django.utils import timezone
+
+from payments.exceptions import (
+    InsufficientFunds,
+    InvalidCard,
+    PaymentDeclined,
+    ProcessorUnavailable,
+)
+from payments.models import Charge, PaymentMethod, Refund
+
+Behaviour = PaymentMethod.Behaviour
+
+TEST_CARDS: dict[str, PaymentMethod.Behaviour] = {
+    "4242424242424242": Behaviour.OK,
+    "4000000000000002": Behaviour.DECLINED,
+    "4000000000009995": Behaviour.INSUFFICIENT_FUNDS,
+    "4000000000000119": Behaviour.PROCESSING_ERROR,
+}
+MAX_YEARS_AHEAD = 20  # no issuer prints a card valid for longer
+
+_CARD_NUMBER = re.compile(r"[0-9]{12,19}")
+_CVC = re.compile(r"[0-9]{3,4}")
+
+
+def tokenize_card(*, number: str, exp_month: int, exp_year: int, cvc: str) -> PaymentMethod:
+    """Validate a card and store it as a token, brand, last four digits and expiry.
+
+    The number and the CVC are used only here and are never stored, logged or returned; error
+    messages do not quote them. Raises InvalidCard with the errors of every bad field.
+    """
+    digits = "".join(number.split())
+    validate_card(digits=digits, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
+                  today=timezone.now().date())
+    return PaymentMethod.objects.create(
+        token="pm_" + secrets.token_hex(12),
+        brand=card_brand(digits),
+        last4=digits[-4:],
+        exp_month=exp_month,
+        exp_year=exp_year,
+        behaviour=TEST_CARDS.get(digits, Behaviour.OK),
+    )
+
+
+def validate_card(*, digits: str, exp_month: int, exp_year: int, cvc: str, today: date) -> None:
+    errors: dict[str, list[str]] = {}
+    # ASCII only: str.isdigit() would also accept other scripts' digits.
+    if not digits.isascii() or not digits.isdigit():
+        errors["number"] = ["The card number may contain only digits and spaces."]
+    elif not _CARD_NUMBER.fullmatch(digits):
+        errors["number"] = ["The card number must have 12 to 19 digits."]
+    elif not luhn_valid(digits):
+        errors["number"] = ["The card number is not valid."]
+    month_valid = 1 <= exp_month <= 12
+    if not month_valid:
+        errors["exp_month"] = ["The expiry month must be between 1 and 12."]
+    if exp_year > today.year + MAX_YEARS_AHEAD:
+        errors["exp_year"] = ["The expiry year is too far in the future."]
+    elif exp_year < today.year or (
+        # A card is valid until the last day of its expiry month.
+        month_valid and exp_year == today.year and exp_month < today.month
+    ):
+        errors["exp_year"] = ["The card has expired."]
+    if not _CVC.fullmatch(cvc):
+        errors["cvc"] = ["The security code must have 3 or 4 digits."]
+    if errors:
+        raise InvalidCard(errors)
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def card_brand(digits: str) -> str:
+    if digits.startswith("4"):
+        return "visa"
+    if 51 <= int(digits[:2]) <= 55 or 2221 <= int(digits[:4]) <= 2720:
+        return "mastercard"
+    if digits[:2] in ("34", "37"):
+        return "amex"
+    return "unknown"
+
+
+def charge_payment(*, saga_id: UUID, order_id: UUID, payment_token: str, amount: Decimal,
+                   currency: str) -> Charge:
+    """Charge the card behind `payment_token` once for this saga.
+
+    Raises PaymentDeclined or InsufficientFunds (refusals, final) or ProcessorUnavailable (a
+    transient fault: nothing is recorded and the same command may be retried).
+    """
+    method = PaymentMethod.objects.filter(token=payment_token).first()
+    if method is None:
+        raise PaymentDeclined("the payment method is unknown")
+    if method.behaviour == Behaviour.DECLINED:
+        raise PaymentDeclined("the card was declined")
+    if method.behaviour == Behaviour.INSUFFICIENT_FUNDS:
+        raise InsufficientFunds("the card has insufficient funds")
+    if method.behaviour == Behaviour.PROCESSING_ERROR:
+        raise ProcessorUnavailable("the card processor failed to answer")
+    return Charge.objects.create(saga_id=saga_id, order_id=order_id, payment_token=payment_token,
+                                 amount=amount, currency=currency, status=Charge.Status.CHARGED)
+
+
+def refund_charge(*, charge_id: int) -> Refund:
+    """Refund a charge in full. Refunding a refunded charge returns the existing refund.
+
+    Keeps the invariant charges - refunds = 0 for every compensated saga.
+    """
+    with transaction.atomic(using=router.db_for_write(Charge)):
+        # Row lock: two refunds racing (saga and operator) must not both see `charged`.
+        charge = Charge.objects.select_for_update().get(pk=charge_id)
+        if charge.status == Charge.Status.REFUNDED:
+            return charge.refunds.get()
+        refund = Refund.objects.create(charge=charge, amount=charge.amount)
+        charge.status = Charge.Status.REFUNDED
+        charge.save(update_fields=["status"])
+    return refund

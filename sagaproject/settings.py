@@ -1,0 +1,252 @@
+"""Settings, read from the environment (12-factor). Every variable is documented in the README."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on-000000000000"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "django_prometheus",
+    "channels",
+    "sagas",
+    "orders",
+    "payments",
+    "inventory",
+    "shipping",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "sagaproject.urls"
+WSGI_APPLICATION = "sagaproject.wsgi.application"
+ASGI_APPLICATION = "sagaproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# Unset DATABASE_URL: a SQLite file in the project (WAL, immediate transactions, busy timeout).
+# SQLite serialises writers; PostgreSQL is the production database.
+SQLITE_PATH = Path(os.environ.get("SQLITE_PATH", BASE_DIR / "var" / "db.sqlite3"))
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+CONN_MAX_AGE = env_int("CONN_MAX_AGE", 60)
+
+
+def database_config(url: str) -> dict[str, Any]:
+    if not url:
+        SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "ENGINE": "django_prometheus.db.backends.sqlite3",
+            "NAME": str(SQLITE_PATH),
+            "CONN_MAX_AGE": CONN_MAX_AGE,
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+            },
+            "TEST": {"NAME": str(SQLITE_PATH.with_name("test.sqlite3"))},
+        }
+    config: dict[str, Any] = dj_database_url.parse(
+        url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
+    )
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["ENGINE"] = "django_prometheus.db.backends.postgresql"
+        # Bounded waits: a stuck lock or an abandoned transaction must not hold the queue tables.
+        config.setdefault("OPTIONS", {})["options"] = (
+            f"-c statement_timeout={env_int('DB_STATEMENT_TIMEOUT_MS', 30000)}"
+            f" -c lock_timeout={env_int('DB_LOCK_TIMEOUT_MS', 10000)}"
+            f" -c idle_in_transaction_session_timeout={env_int('DB_IDLE_TX_TIMEOUT_MS', 20000)}"
+        )
+        config["OPTIONS"]["connect_timeout"] = 10
+    return config
+
+
+DATABASES = {"default": database_config(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Cache (django-q2 keeps cluster stats here; local memory would break qinfo) -------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:  # shared by every process on this host without touching the database
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get("CACHE_DIR", str(BASE_DIR / "var" / "cache")),
+        }
+    }
+
+# --- Channels ---------------------------------------------------------------------------------
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- REST framework ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "sagas.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Order saga orchestrator",
+    "DESCRIPTION": "Orders placed as sagas across the Order, Payment, Inventory and Shipping services.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 256 * 1024)
+
+# --- The saga engine (read through sagas.config, never directly) -------------------------------
+SAGA_LEASE_SECONDS = env_float("SAGA_LEASE_SECONDS", 10.0)
+SAGA_CLAIM_BATCH = env_int("SAGA_CLAIM_BATCH", 50)
+SAGA_IDLE_POLL_SECONDS = env_float("SAGA_IDLE_POLL_SECONDS", 1.0)
+SAGA_STEP_DEADLINE_SECONDS = env_float("SAGA_STEP_DEADLINE_SECONDS", 20.0)
+SAGA_MAX_ATTEMPTS = env_int("SAGA_MAX_ATTEMPTS", 5)
+SAGA_RETRY_INITIAL_SECONDS = env_float("SAGA_RETRY_INITIAL_SECONDS", 0.2)
+SAGA_RETRY_MAX_SECONDS = env_float("SAGA_RETRY_MAX_SECONDS", 10.0)
+SAGA_COMPENSATION_MAX_ATTEMPTS = env_int("SAGA_COMPENSATION_MAX_ATTEMPTS", 8)
+
+# --- django-q2: one queue (cluster) per service ---------------------------------------------
+# handler timeout < q2 retry < step deadline: a task whose worker died is redelivered by q2
+# before the orchestrator gives up waiting and re-sends the same command.
+Q_TIMEOUT = env_int("Q_TIMEOUT", 10)
+Q_RETRY = env_int("Q_RETRY", 15)
+SERVICE_QUEUES = ("orders", "payments", "inventory", "shipping")
+Q_CLUSTER = {
+    "name": "sagaproject",
+    "orm": "default",
+    "workers": env_int("Q_WORKERS", 2),
+    "timeout": Q_TIMEOUT,
+    "retry": Q_RETRY,
+    "max_attempts": env_int("Q_MAX_ATTEMPTS", 5),
+    "bulk": env_int("Q_BULK", 4),
+    "queue_limit": env_int("Q_QUEUE_LIMIT", 4),
+    "poll": env_float("Q_POLL_SECONDS", 0.05),
+    "save_limit": -1,  # successes leave no row; failures are always saved and shown in the admin
+    "catch_up": False,
+    "label": "Service queues",
+    "ALT_CLUSTERS": {queue: {} for queue in SERVICE_QUEUES},
+}
+
+# --- Logging: one JSON object per line ------------------------------------------------------
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        }
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"level": LOG_LEVEL if LOG_LEVEL != "DEBUG" else "INFO"},
+        "django_q": {"level": os.environ.get("Q_LOG_LEVEL", "WARNING").upper()},
+    },
+}
+
+# --- Production hardening (on when DEBUG is off) --------------------------------------------
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

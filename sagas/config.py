@@ -1,0 +1,56 @@
+"""The saga engine's settings, read once from Django settings into one typed object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+
+from sagas.core.definition import RetryPolicy
+
+
+@dataclass(frozen=True)
+class SagaConfig:
+    lease_seconds: float
+    claim_batch: int
+    idle_poll_seconds: float
+    step_deadline: float
+    retry: RetryPolicy
+    compensation_retry: RetryPolicy
+    handler_timeout: int
+    queue_retry: int
+
+    def check(self) -> list[str]:
+        """The ordering that makes redelivery safe: handler timeout < q2 retry < step deadline."""
+        problems = []
+        if not self.handler_timeout < self.queue_retry < self.step_deadline:
+            problems.append(
+                f"need Q_TIMEOUT ({self.handler_timeout}) < Q_RETRY ({self.queue_retry}) "
+                f"< SAGA_STEP_DEADLINE_SECONDS ({self.step_deadline})"
+            )
+        if self.lease_seconds <= 0:
+            problems.append("SAGA_LEASE_SECONDS must be positive")
+        return problems
+
+
+@cache
+def saga_config() -> SagaConfig:
+    return SagaConfig(
+        lease_seconds=settings.SAGA_LEASE_SECONDS,
+        claim_batch=settings.SAGA_CLAIM_BATCH,
+        idle_poll_seconds=settings.SAGA_IDLE_POLL_SECONDS,
+        step_deadline=settings.SAGA_STEP_DEADLINE_SECONDS,
+        retry=RetryPolicy(
+            max_attempts=settings.SAGA_MAX_ATTEMPTS,
+            initial_delay=settings.SAGA_RETRY_INITIAL_SECONDS,
+            max_delay=settings.SAGA_RETRY_MAX_SECONDS,
+        ),
+        compensation_retry=RetryPolicy(
+            max_attempts=settings.SAGA_COMPENSATION_MAX_ATTEMPTS,
+            initial_delay=settings.SAGA_RETRY_INITIAL_SECONDS,
+            max_delay=settings.SAGA_RETRY_MAX_SECONDS,
+        ),
+        handler_timeout=settings.Q_TIMEOUT,
+        queue_retry=settings.Q_RETRY,
+    )

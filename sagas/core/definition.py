@@ -1,0 +1,104 @@
+"""Saga definitions: a graph of steps, each with its kind, compensation, retry policy and deadline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class StepKind(StrEnum):
+    """Richardson's step kinds."""
+
+    COMPENSATABLE = "compensatable"  # may be undone while the saga has not passed its pivot
+    PIVOT = "pivot"  # once it succeeds the saga only goes forward
+    RETRIABLE = "retriable"  # after the pivot: retried, never compensated
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter and a bounded number of attempts."""
+
+    max_attempts: int = 5
+    initial_delay: float = 0.2
+    multiplier: float = 2.0
+    max_delay: float = 10.0
+    jitter: float = 0.2  # +/- this fraction of the delay
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.initial_delay < 0 or self.max_delay < self.initial_delay:
+            raise ValueError("delays must satisfy 0 <= initial_delay <= max_delay")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+
+    def delay(self, failed_attempt: int, rand: float) -> float:
+        """Seconds to wait after attempt number `failed_attempt` (1-based) failed; rand in [0, 1)."""
+        base = min(self.max_delay, self.initial_delay * self.multiplier ** (failed_attempt - 1))
+        return base * (1 + self.jitter * (2 * rand - 1))
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    action: str  # command name, "<queue>.<verb>"
+    compensation: str | None = None
+    depends_on: tuple[str, ...] = ()
+    kind: StepKind = StepKind.COMPENSATABLE
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    compensation_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=8))
+    deadline: float = 20.0  # seconds to wait for a reply before re-sending the same command
+
+    @property
+    def queue(self) -> str:
+        return self.action.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    """A validated step graph. Steps must be listed after the steps they depend on."""
+
+    name: str
+    steps: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        pivots = [s for s in self.steps if s.kind is StepKind.PIVOT]
+        if len(pivots) > 1:
+            raise ValueError(f"{self.name}: at most one pivot step")
+        for step in self.steps:
+            if step.name in seen:
+                raise ValueError(f"{self.name}: duplicate step {step.name!r}")
+            missing = [d for d in step.depends_on if d not in seen]
+            if missing:
+                raise ValueError(
+                    f"{self.name}: {step.name!r} depends on {missing}, which must be listed before it"
+                )
+            if step.kind is StepKind.COMPENSATABLE and step.compensation is None:
+                raise ValueError(f"{self.name}: compensatable step {step.name!r} needs a compensation")
+            if step.kind is StepKind.RETRIABLE and step.compensation is not None:
+                raise ValueError(f"{self.name}: retriable step {step.name!r} is never compensated")
+            if step.kind is StepKind.RETRIABLE and not (
+                pivots and pivots[0].name in self.ancestors(step.name)
+            ):
+                raise ValueError(f"{self.name}: retriable step {step.name!r} must follow the pivot")
+            seen.add(step.name)
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"{self.name} has no step {name!r}")
+
+    def ancestors(self, name: str) -> set[str]:
+        found: set[str] = set()
+        pending = list(self.step(name).depends_on)
+        while pending:
+            current = pending.pop()
+            if current not in found:
+                found.add(current)
+                pending.extend(self.step(current).depends_on)
+        return found
+
+    def dependents(self, name: str) -> list[Step]:
+        return [s for s in self.steps if name in s.depends_on]

@@ -1,0 +1,111 @@
+"""A saga's progress as plain data: what the transition function reads and returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from sagas.core.definition import SagaDefinition
+
+
+class SagaStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STUCK = "stuck"  # a step ran out of attempts where the saga cannot give up: an operator acts
+
+    @property
+    def terminal(self) -> bool:
+        return self in (SagaStatus.COMPLETED, SagaStatus.FAILED)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"  # not sent yet
+    RUNNING = "running"  # action sent, reply awaited
+    SUCCEEDED = "succeeded"
+    REFUSED = "refused"  # the service refused: nothing was done, nothing to undo
+    COMPENSATING = "compensating"  # to be undone; sent once every dependent step is undone
+    COMPENSATED = "compensated"
+    SKIPPED = "skipped"  # never sent: the saga failed before it was due
+
+
+@dataclass
+class StepState:
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0  # action sends so far (the attempt number of the last send)
+    retry_base: int = 0  # attempts granted before the current round (an operator retry)
+    compensation_attempts: int = 0
+    compensation_base: int = 0
+    due: float | None = None  # when the step next needs attention: reply deadline or backoff
+    stalled: bool = False  # ran out of attempts; waits for an operator
+    error: str = ""  # last refusal or fault code
+
+    @property
+    def budget_used(self) -> int:
+        if self.status is StepStatus.COMPENSATING:
+            return self.compensation_attempts - self.compensation_base
+        return self.attempts - self.retry_base
+
+
+@dataclass
+class SagaState:
+    status: SagaStatus
+    steps: dict[str, StepState]
+    reason_code: str | None = None  # set when the saga turns back (compensates)
+    reason_message: str = ""
+
+    @classmethod
+    def new(cls, definition: SagaDefinition) -> SagaState:
+        return cls(SagaStatus.PENDING, {step.name: StepState() for step in definition.steps})
+
+    @property
+    def backward(self) -> bool:
+        return self.reason_code is not None
+
+    @property
+    def due(self) -> float | None:
+        dues = [s.due for s in self.steps.values() if s.due is not None]
+        return min(dues) if dues else None
+
+    def copy(self) -> SagaState:
+        return replace(self, steps={name: replace(s) for name, s in self.steps.items()})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "reason_code": self.reason_code,
+            "reason_message": self.reason_message,
+            "steps": {name: {**asdict(s), "status": s.status.value} for name, s in self.steps.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SagaState:
+        steps = {
+            name: StepState(**{**raw, "status": StepStatus(raw["status"])})
+            for name, raw in data["steps"].items()
+        }
+        return cls(SagaStatus(data["status"]), steps, data.get("reason_code"),
+                   data.get("reason_message", ""))
+
+
+@dataclass(frozen=True)
+class Send:
+    """A command the saga must send (through the outbox, in the transaction that records it)."""
+
+    step: str
+    command: str
+    compensation: bool
+    attempt: int
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """An entry for the saga's append-only event log."""
+
+    kind: str  # past tense: step_succeeded, compensation_sent, saga_failed ...
+    step: str = ""
+    attempt: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)

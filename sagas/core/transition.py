@@ -1,0 +1,264 @@
+"""The transition function: given a saga's state and one input, decide the next state and sends.
+
+`decide` is pure: time and randomness come in as arguments, commands and log entries go out as
+data. The rules it enforces (DESIGN §4):
+
+- a step runs when every step it depends on has succeeded; independent steps run together;
+- a reply is matched by (step, action|compensation), not by attempt, since every attempt carries
+  the same idempotency key; only a *fault* is tied to its attempt, so a stale fault is ignored;
+- no reply before the deadline is not a failure: the same command is sent again, and only when
+  the step's attempts are exhausted does the saga turn back (`service_unavailable`);
+- turning back compensates every step that was sent and not refused, in-flight ones included
+  (the service tombstones a compensation that beats its action), children before parents;
+- once the pivot has succeeded the saga only goes forward; a retriable step that runs out of
+  attempts, like a compensation that does, parks the saga as `stuck` for an operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sagas.core.definition import SagaDefinition, Step, StepKind
+from sagas.core.state import LogEvent, SagaState, SagaStatus, Send, StepState, StepStatus
+from sagas.messages import Outcome
+
+SERVICE_UNAVAILABLE = "service_unavailable"
+CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True)
+class Replied:
+    step: str
+    compensation: bool
+    attempt: int
+    outcome: Outcome
+    code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time has passed: deadlines and backoffs due by `now` are acted on."""
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """An operator asks the saga to compensate."""
+
+    message: str = "cancelled by an operator"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """An operator grants stalled steps a fresh round of attempts."""
+
+
+Input = Start | Replied | Tick | Cancel | Resume
+
+
+@dataclass
+class Decision:
+    state: SagaState
+    sends: list[Send] = field(default_factory=list)
+    log: list[LogEvent] = field(default_factory=list)
+    rejected: str = ""  # why an operator input could not be applied ("" if it was)
+
+
+def decide(definition: SagaDefinition, state: SagaState, event: Input, now: float,
+           rand: Callable[[], float]) -> Decision:
+    """Apply one input to a copy of `state`; `rand()` returns floats in [0, 1) for jitter."""
+    decider = _Decider(definition, Decision(state.copy()), now, rand)
+    decider.apply(event)
+    return decider.decision
+
+
+class _Decider:
+    def __init__(self, definition: SagaDefinition, decision: Decision, now: float,
+                 rand: Callable[[], float]) -> None:
+        self.definition = definition
+        self.decision = decision
+        self.state = decision.state
+        self.now = now
+        self.rand = rand
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def apply(self, event: Input) -> None:
+        if self.state.status.terminal:
+            if isinstance(event, Replied):
+                self._log("reply_ignored", event.step, event.attempt, reason="saga finished")
+            elif isinstance(event, Cancel) and self.state.status is SagaStatus.COMPLETED:
+                self.decision.rejected = "the saga is already completed"
+            return
+        if isinstance(event, Start):
+            if self.state.status is SagaStatus.PENDING and not any(
+                s.attempts for s in self.state.steps.values()
+            ):
+                self._log("saga_started")
+        elif isinstance(event, Replied):
+            self._on_reply(event)
+        elif isinstance(event, Tick):
+            self._on_tick()
+        elif isinstance(event, Cancel):
+            self._on_cancel(event)
+        elif isinstance(event, Resume):
+            self._on_resume()
+        self._advance(replied=isinstance(event, Replied))
+
+    def _on_reply(self, reply: Replied) -> None:
+        step, st = self.definition.step(reply.step), self.state.steps[reply.step]
+        expected = StepStatus.COMPENSATING if reply.compensation else StepStatus.RUNNING
+        sent = st.compensation_attempts if reply.compensation else st.attempts
+        if st.status is not expected or sent == 0:
+            self._log("reply_ignored", step.name, reply.attempt, outcome=reply.outcome.value,
+                      compensation=reply.compensation, reason=f"step is {st.status.value}")
+            return
+        if reply.outcome is Outcome.OK:
+            st.status = StepStatus.COMPENSATED if reply.compensation else StepStatus.SUCCEEDED
+            st.due, st.stalled, st.error = None, False, ""
+            self._log("step_compensated" if reply.compensation else "step_succeeded",
+                      step.name, reply.attempt)
+            return
+        refusal = reply.outcome is Outcome.REFUSED
+        if refusal and not reply.compensation and step.kind is not StepKind.RETRIABLE:
+            st.status, st.due, st.error = StepStatus.REFUSED, None, reply.code
+            self._log("step_refused", step.name, reply.attempt, code=reply.code,
+                      message=reply.message)
+            self._turn_back(reply.code, reply.message)
+            return
+        # A fault (or a refusal where none is allowed): retry under the policy.
+        if reply.attempt != sent:
+            self._log("reply_ignored", step.name, reply.attempt, outcome=reply.outcome.value,
+                      compensation=reply.compensation, reason="stale attempt")
+            return
+        st.error = reply.code or reply.outcome.value
+        self._log("compensation_failed" if reply.compensation else "step_failed", step.name,
+                  reply.attempt, code=reply.code, message=reply.message)
+        policy = step.compensation_retry if reply.compensation else step.retry
+        if st.budget_used >= policy.max_attempts:
+            self._exhausted(step, st)
+        else:
+            delay = policy.delay(st.budget_used, self.rand())
+            st.due = self.now + delay
+            self._log("retry_scheduled", step.name, reply.attempt, delay=round(delay, 3))
+
+    def _on_tick(self) -> None:
+        for step in self.definition.steps:
+            st = self.state.steps[step.name]
+            if st.due is None or st.due > self.now or st.stalled:
+                continue
+            if st.status is StepStatus.RUNNING:
+                if st.budget_used >= step.retry.max_attempts:
+                    self._exhausted(step, st)
+                else:
+                    self._send(step, st, compensation=False)
+            elif st.status is StepStatus.COMPENSATING and st.compensation_attempts:
+                if st.budget_used >= step.compensation_retry.max_attempts:
+                    self._exhausted(step, st)
+                else:
+                    self._send(step, st, compensation=True)
+
+    def _on_cancel(self, cancel: Cancel) -> None:
+        if self.state.backward:
+            return  # already compensating: cancelling again changes nothing
+        pivot = next((s for s in self.definition.steps if s.kind is StepKind.PIVOT), None)
+        if pivot and self.state.steps[pivot.name].status is StepStatus.SUCCEEDED:
+            self.decision.rejected = "the saga is past its pivot and can only go forward"
+            return
+        self._turn_back(CANCELLED, cancel.message)
+
+    def _on_resume(self) -> None:
+        if self.state.status is not SagaStatus.STUCK:
+            return  # nothing is stalled: resuming again changes nothing
+        for name, st in self.state.steps.items():
+            if st.stalled:
+                st.stalled = False
+                st.retry_base, st.compensation_base = st.attempts, st.compensation_attempts
+                st.due = self.now
+                self._log("step_resumed", name, st.budget_used)
+        self._on_tick()
+
+    # --- rules ------------------------------------------------------------------------------
+
+    def _exhausted(self, step: Step, st: StepState) -> None:
+        if st.status is StepStatus.RUNNING and step.kind is not StepKind.RETRIABLE:
+            st.error = SERVICE_UNAVAILABLE
+            self._log("step_exhausted", step.name, st.attempts)
+            self._turn_back(SERVICE_UNAVAILABLE,
+                            f"{step.name} did not succeed after {st.attempts} attempts")
+        else:
+            st.stalled, st.due = True, None
+            self._log("step_stalled", step.name, st.attempts if st.status is StepStatus.RUNNING
+                      else st.compensation_attempts)
+
+    def _turn_back(self, code: str, message: str) -> None:
+        if self.state.backward:
+            return
+        self.state.reason_code, self.state.reason_message = code, message
+        for name, st in self.state.steps.items():
+            if st.status in (StepStatus.RUNNING, StepStatus.SUCCEEDED):
+                # In flight or done: undo it. A compensation that beats its action tombstones it.
+                st.status, st.due, st.stalled = StepStatus.COMPENSATING, None, False
+            elif st.status is StepStatus.PENDING:
+                st.status = StepStatus.SKIPPED
+        self._log("compensation_started", code=code, message=message)
+
+    def _advance(self, replied: bool) -> None:
+        steps, state = self.definition.steps, self.state
+        if not state.backward:
+            for step in steps:
+                st = state.steps[step.name]
+                if st.status is StepStatus.PENDING and all(
+                    state.steps[d].status is StepStatus.SUCCEEDED for d in step.depends_on
+                ):
+                    self._send(step, st, compensation=False)
+        else:
+            unsettled = (StepStatus.RUNNING, StepStatus.SUCCEEDED, StepStatus.COMPENSATING)
+            for step in reversed(steps):
+                st = state.steps[step.name]
+                if st.status is StepStatus.COMPENSATING and not st.compensation_attempts and all(
+                    state.steps[d.name].status not in unsettled
+                    for d in self.definition.dependents(step.name)
+                ):
+                    self._send(step, st, compensation=True)
+        self._settle_status(replied)
+
+    def _settle_status(self, replied: bool) -> None:
+        """A saga is `pending` until its first reply, then `running` (or further along)."""
+        state, before = self.state, self.state.status
+        statuses = [st.status for st in state.steps.values()]
+        if state.backward and StepStatus.COMPENSATING not in statuses:
+            state.status = SagaStatus.FAILED
+        elif not state.backward and all(s is StepStatus.SUCCEEDED for s in statuses):
+            state.status = SagaStatus.COMPLETED
+        elif any(st.stalled for st in state.steps.values()):
+            state.status = SagaStatus.STUCK
+        elif state.backward:
+            state.status = SagaStatus.COMPENSATING
+        elif replied or before is not SagaStatus.PENDING:
+            state.status = SagaStatus.RUNNING
+        if state.status is not before:
+            detail = {"code": state.reason_code} if state.reason_code else {}
+            self._log(f"saga_{state.status.value}", **detail)
+
+    def _send(self, step: Step, st: StepState, compensation: bool) -> None:
+        if compensation:
+            assert step.compensation is not None
+            st.compensation_attempts += 1
+            attempt, command = st.compensation_attempts, step.compensation
+        else:
+            st.attempts += 1
+            attempt, command = st.attempts, step.action
+            st.status = StepStatus.RUNNING
+        st.due = self.now + step.deadline
+        self.decision.sends.append(Send(step.name, command, compensation, attempt))
+        self._log("compensation_sent" if compensation else "step_sent", step.name, attempt)
+
+    def _log(self, kind: str, step: str = "", attempt: int = 0, **detail: object) -> None:
+        self.decision.log.append(LogEvent(kind, step, attempt, dict(detail)))

@@ -1,0 +1,31 @@
+"""`manage.py saga_worker`: run one orchestrator worker until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from sagas.config import saga_config
+from sagas.worker import SagaWorker
+
+
+class Command(BaseCommand):
+    help = "Run a saga worker: claim due sagas, apply their replies and timers, send commands."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--name", help="worker name used for leases (default host:pid)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config = saga_config()
+        problems = config.check()
+        if problems:
+            raise CommandError("; ".join(problems))
+        worker = SagaWorker(config, name=options["name"])
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: worker.stop())
+        self.stdout.write(f"saga worker {worker.name} running (batch {config.claim_batch}, "
+                          f"lease {config.lease_seconds}s); SIGTERM stops it after the current batch")
+        worker.run()
+        self.stdout.write(f"saga worker {worker.name} stopped after {worker.processed} sagas")

@@ -1,0 +1,81 @@
+"""The orchestrator's tables: saga instances, their reply inbox and their append-only event log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from sagas.core.state import SagaStatus
+
+
+class Saga(models.Model):
+    """One saga instance. `state` holds the per-step progress (sagas.core.state.SagaState).
+
+    Claiming: a worker takes due rows with `FOR UPDATE SKIP LOCKED`, stamps a lease from the
+    database clock and bumps `fence`; every later write is conditioned on that fence, so a worker
+    whose lease expired cannot commit a decision.
+    """
+
+    Status = models.TextChoices("Status", [(s.name, s.value) for s in SagaStatus])
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=SagaStatus.PENDING)
+    correlation_id = models.CharField(max_length=64, db_index=True)  # e.g. the order id
+    owner_id = models.BigIntegerField(null=True, blank=True, db_index=True)  # the user it acts for
+    data = models.JSONField()  # the saga's input; sent with every command
+    state = models.JSONField()
+    reason_code = models.CharField(max_length=64, blank=True, default="")
+    reason_message = models.TextField(blank=True, default="")
+    due_at = models.DateTimeField(null=True, blank=True)  # next time a worker must look at it
+    lease_owner = models.CharField(max_length=128, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    fence = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["due_at"], name="saga_due", condition=models.Q(due_at__isnull=False)),
+            models.Index(fields=["status", "type"], name="saga_status_type"),
+            models.Index(fields=["owner_id", "-created_at"], name="saga_owner_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.status})"
+
+
+class SagaReply(models.Model):
+    """The inbox: replies delivered by the services, consumed (deleted) by a saga worker."""
+
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="replies")
+    step = models.CharField(max_length=64)
+    compensation = models.BooleanField()
+    attempt = models.IntegerField()
+    outcome = models.CharField(max_length=16)
+    code = models.CharField(max_length=64, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "saga replies"
+
+
+class SagaEvent(models.Model):
+    """Append-only timeline of everything that happened to a saga."""
+
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=64)
+    step = models.CharField(max_length=64, blank=True, default="")
+    attempt = models.IntegerField(default=0)
+    detail = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["saga", "id"], name="sagaevent_saga_order")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.step}"

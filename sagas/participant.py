@@ -1,0 +1,168 @@
+"""The service side of the saga protocol: idempotent commands, tombstones and stored replies.
+
+A service registers each of its steps once (`register`): the command that does the effect, the
+command that undoes it, the model that records both outcomes, and two functions in its own
+`services.py`. `perform` then guarantees, inside one local transaction of that service:
+
+- a key is applied at most once: the outcome is stored beside the effect and returned on repeats;
+- a compensation that arrives before its action records a tombstone and answers OK; the late
+  action sees the tombstone and is refused (`compensated`), so nothing is ever done for a saga
+  that has been compensated;
+- a refusal (`Refusal`) rolls back the effect, is stored, and is final for that key;
+- any other exception is a fault: nothing is stored, and the same key may be retried.
+
+Action and compensation of one step are serialised by locking the step's record row
+(`SELECT ... FOR UPDATE`; on SQLite the IMMEDIATE transaction serialises all writers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from django.db import models, router, transaction
+
+from sagas.messages import Command, Outcome, Reply
+
+DoEffect = Callable[[Command], dict[str, Any]]
+UndoEffect = Callable[[Command, dict[str, Any]], dict[str, Any]]
+
+
+class Refusal(Exception):
+    """A domain refusal: becomes a `refused` reply with a stable code and triggers compensation."""
+
+    code: ClassVar[str] = "refused"
+
+    def __init__(self, message: str = "", code: str | None = None) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        if code is not None:
+            self.code = code
+
+
+class StepRecord(models.Model):
+    """What a service did for one saga step: the action's and the compensation's stored replies."""
+
+    saga_id = models.UUIDField()
+    step = models.CharField(max_length=64)
+    action_reply = models.JSONField(null=True, blank=True)
+    compensation_reply = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.UniqueConstraint(
+                fields=["saga_id", "step"], name="%(app_label)s_%(class)s_one_per_step"
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class Participant:
+    action: str
+    compensation: str | None
+    record: type[StepRecord]
+    do: DoEffect
+    undo: UndoEffect | None
+
+
+_by_command: dict[str, Participant] = {}
+
+
+def register(*, action: str, record: type[StepRecord], do: DoEffect,
+             compensation: str | None = None, undo: UndoEffect | None = None) -> None:
+    """Declare a step a service takes part in; called from the service's `AppConfig.ready()`.
+
+    A step without a compensation is retriable-only (it runs after the saga's pivot).
+    """
+    if (compensation is None) != (undo is None):
+        raise ValueError(f"{action}: give both a compensation command and its undo function")
+    participant = Participant(action, compensation, record, do, undo)
+    _by_command[action] = participant
+    if compensation is not None:
+        _by_command[compensation] = participant
+
+
+def participant_for(command_name: str) -> Participant:
+    try:
+        return _by_command[command_name]
+    except KeyError:
+        raise LookupError(f"no service handles the command {command_name!r}") from None
+
+
+def registered_commands() -> list[str]:
+    return sorted(_by_command)
+
+
+BeforeCommit = Callable[[Command], None]
+
+
+def perform(command: Command, before_commit: BeforeCommit | None = None) -> Reply:
+    """Apply `command` at most once and return its reply (see the module docstring)."""
+    participant = participant_for(command.name)
+    model = participant.record
+    using = router.db_for_write(model)
+    with transaction.atomic(using=using):
+        record = _locked_record(model, using, command)
+        if command.compensation:
+            reply = _compensate(participant, record, command)
+        else:
+            reply = _act(participant, record, command)
+        if before_commit is not None:
+            before_commit(command)
+    return reply
+
+
+def _locked_record(model: type[StepRecord], using: str, command: Command) -> StepRecord:
+    # Insert-if-absent, then lock: concurrent action and compensation of one step queue here.
+    model.objects.using(using).bulk_create(
+        [model(saga_id=command.saga_id, step=command.step)], ignore_conflicts=True
+    )
+    return model.objects.using(using).select_for_update().get(
+        saga_id=command.saga_id, step=command.step
+    )
+
+
+def _stored(command: Command, stored: dict[str, Any]) -> Reply:
+    return Reply.to(command, Outcome(stored["outcome"]), stored.get("code", ""),
+                    stored.get("message", ""), stored.get("data", {}))
+
+
+def _save(record: StepRecord, field: str, reply: Reply) -> Reply:
+    setattr(record, field, {"outcome": reply.outcome.value, "code": reply.code,
+                            "message": reply.message, "data": reply.data})
+    record.save(update_fields=[field, "updated_at"])
+    return reply
+
+
+def _act(participant: Participant, record: StepRecord, command: Command) -> Reply:
+    if record.action_reply is not None:
+        return _stored(command, record.action_reply)
+    if record.compensation_reply is not None:
+        reply = Reply.to(command, Outcome.REFUSED, "compensated",
+                         "the step was compensated before this action arrived")
+        return _save(record, "action_reply", reply)
+    using = record._state.db
+    try:
+        with transaction.atomic(using=using):
+            data = participant.do(command)
+    except Refusal as refusal:
+        return _save(record, "action_reply",
+                     Reply.to(command, Outcome.REFUSED, refusal.code, refusal.message))
+    return _save(record, "action_reply", Reply.to(command, Outcome.OK, data=data))
+
+
+def _compensate(participant: Participant, record: StepRecord, command: Command) -> Reply:
+    if record.compensation_reply is not None:
+        return _stored(command, record.compensation_reply)
+    action = record.action_reply
+    if action is not None and action["outcome"] == Outcome.OK:
+        assert participant.undo is not None, f"{command.name} has no undo function"
+        data = participant.undo(command, action.get("data", {}))
+        return _save(record, "compensation_reply", Reply.to(command, Outcome.OK, data=data))
+    # Nothing was done (refused, or the action has not arrived yet: a tombstone).
+    detail = {"undone": False, "tombstone": action is None}
+    return _save(record, "compensation_reply", Reply.to(command, Outcome.OK, data=detail))

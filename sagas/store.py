@@ -1,0 +1,165 @@
+"""Persistence around the pure core: claiming due sagas under a lease, applying inputs to a
+saga row, and writing the decision, its events and its commands in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from sagas import metrics, registry, transport
+from sagas.core.state import SagaState, SagaStatus
+from sagas.core.transition import Input, Replied, Tick, decide
+from sagas.messages import Command, Outcome
+from sagas.models import Saga, SagaEvent, SagaReply
+
+log = logging.getLogger("sagas")
+_random = random.Random()
+
+SAVED_FIELDS = ["status", "state", "reason_code", "reason_message", "due_at", "lease_owner",
+                "lease_until", "finished_at", "updated_at"]
+
+
+def apply(saga: Saga, inputs: Iterable[Input], now: datetime) -> tuple[list[Command], list[SagaEvent], str]:
+    """Run `inputs` through the transition function and update `saga` in memory.
+
+    Returns the commands to enqueue, the events to append, and the first rejection of an
+    operator input ("" if none). The caller holds the row lock and saves.
+    """
+    definition = registry.definition(saga.type)
+    state = SagaState.from_json(saga.state)
+    before = state.status
+    commands: list[Command] = []
+    events: list[SagaEvent] = []
+    rejected = ""
+    stamp = now.timestamp()
+    for event in inputs:
+        decision = decide(definition, state, event, stamp, _random.random)
+        state = decision.state
+        rejected = rejected or decision.rejected
+        commands += [
+            Command(s.command, str(saga.id), s.step, s.compensation, s.attempt, saga.data)
+            for s in decision.sends
+        ]
+        events += [
+            SagaEvent(saga=saga, at=now, kind=e.kind, step=e.step, attempt=e.attempt,
+                      detail=e.detail)
+            for e in decision.log
+        ]
+    saga.state = state.to_json()
+    saga.status = state.status.value
+    saga.reason_code = state.reason_code or ""
+    saga.reason_message = state.reason_message
+    due = state.due
+    saga.due_at = datetime.fromtimestamp(due, tz=now.tzinfo) if due is not None else None
+    saga.updated_at = now
+    if state.status.terminal and not saga.finished_at:
+        saga.finished_at = now
+    _observe(saga, before, state.status, events)
+    return commands, events, rejected
+
+
+def _observe(saga: Saga, before: SagaStatus, after: SagaStatus, events: list[SagaEvent]) -> None:
+    """One structured log line per state change, and the matching counters."""
+    for event in events:
+        log.info(event.kind, extra={"saga_id": str(saga.id), "order_id": saga.correlation_id,
+                                    "step": event.step, "attempt": event.attempt,
+                                    "detail": event.detail})
+        if event.step:
+            metrics.STEP_EVENTS.labels(event.step, event.kind).inc()
+    if after is not before and after.terminal:
+        metrics.SAGAS_FINISHED.labels(saga.type, after.value, saga.reason_code).inc()
+        if saga.created_at:
+            metrics.SAGA_DURATION.labels(saga.type, after.value).observe(
+                (timezone.now() - saga.created_at).total_seconds())
+
+
+def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) -> None:
+    """Write decisions: saga rows, their events and their commands (the outbox), in the caller's
+    transaction."""
+    Saga.objects.bulk_update(sagas, SAVED_FIELDS)
+    SagaEvent.objects.bulk_create(events)
+    transport.enqueue(commands)
+
+
+def claim(worker: str, limit: int, lease_seconds: float) -> dict[uuid.UUID, int]:
+    """Lease up to `limit` due sagas to `worker`; returns each claimed saga's fencing token.
+
+    SKIP LOCKED lets any number of workers claim side by side; the lease is stamped from the
+    database clock. On SQLite the row lock is a no-op and IMMEDIATE transactions serialise claims.
+    """
+    with transaction.atomic():
+        ids = list(
+            Saga.objects.filter(due_at__lte=Now())
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=Now()))
+            .order_by("due_at")
+            .select_for_update(skip_locked=True, no_key=True, of=("self",))
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return {}
+        Saga.objects.filter(id__in=ids).update(
+            lease_owner=worker, lease_until=Now() + timedelta(seconds=lease_seconds),
+            fence=F("fence") + 1,
+        )
+        return dict(Saga.objects.filter(id__in=ids).values_list("id", "fence"))
+
+
+def process(worker: str, claimed: dict[uuid.UUID, int]) -> int:
+    """Apply the inbox and due timers of claimed sagas; returns how many were processed.
+
+    Each write is conditioned on the fence read under the row lock: a saga whose lease was taken
+    over (this worker paused past its lease) is left alone, so a stale worker commits nothing.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        sagas = [
+            saga for saga in Saga.objects.select_for_update(no_key=True)
+            .filter(id__in=list(claimed)).order_by("id")
+            if saga.fence == claimed[saga.id] and saga.lease_owner == worker
+        ]
+        if len(sagas) != len(claimed):
+            log.warning("lease lost before processing",
+                        extra={"worker": worker, "lost": len(claimed) - len(sagas)})
+        inbox: dict[uuid.UUID, list[SagaReply]] = defaultdict(list)
+        for reply in SagaReply.objects.filter(saga_id__in=[s.id for s in sagas]).order_by("id"):
+            inbox[reply.saga_id].append(reply)
+        commands: list[Command] = []
+        events: list[SagaEvent] = []
+        for saga in sagas:
+            inputs: list[Input] = [
+                Replied(r.step, r.compensation, r.attempt, Outcome(r.outcome), r.code, r.message)
+                for r in inbox[saga.id]
+            ]
+            try:
+                saga_commands, saga_events, _ = apply(saga, [*inputs, Tick()], now)
+            except Exception as exc:  # a bug or a corrupt row: park this saga, not the batch
+                log.exception("saga could not be processed", extra={"saga_id": str(saga.id)})
+                saga.status, saga.due_at = SagaStatus.STUCK.value, None
+                saga_commands, saga_events = [], [SagaEvent(
+                    saga=saga, at=now, kind="engine_error", detail={"error": repr(exc)[:500]})]
+                inbox.pop(saga.id, None)  # keep its replies for when it is repaired
+            commands += saga_commands
+            events += saga_events
+            saga.lease_owner, saga.lease_until = "", None
+        record(sagas, commands, events)
+        SagaReply.objects.filter(id__in=[r.id for rs in inbox.values() for r in rs]).delete()
+    metrics.BATCH_SIZE.observe(len(sagas))
+    return len(sagas)
+
+
+def seconds_until_due() -> float:
+    """How long until the earliest timer (reply deadline or backoff) of any saga falls due."""
+    earliest = Saga.objects.filter(due_at__isnull=False).order_by("due_at").values_list(
+        "due_at", flat=True).first()
+    if earliest is None:
+        return float("inf")
+    return max(0.0, (earliest - timezone.now()).total_seconds())

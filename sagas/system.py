@@ -1,0 +1,160 @@
+"""Starting and stopping the whole system as real processes: the ASGI server, saga workers and
+one django-q2 cluster per service queue. Used by the benchmark, the chaos run and the tests;
+`make run` starts the same processes from the Procfile."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+
+MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    popen: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def children(self) -> list[int]:
+        """Direct child pids (a django-q2 sentinel forks its workers, pusher and monitor)."""
+        if not self.alive:
+            return []
+        try:
+            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(pid) for pid in text.split()]
+
+
+@dataclass
+class System:
+    env: dict[str, str]
+    log_dir: Path
+    saga_workers: int = 2
+    q_workers: int = 2
+    port: int = 0
+    procs: list[Proc] = field(default_factory=list)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        base = {**self.env, "Q_WORKERS": str(self.q_workers)}
+        py = sys.executable
+        self.procs = [
+            Proc("web", [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                         "sagaproject.asgi:application"], base),
+            *[Proc(f"saga_worker.{i}", [py, MANAGE, "saga_worker", "--name", f"saga_worker.{i}"],
+                   base) for i in range(1, self.saga_workers + 1)],
+            *[Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
+              for queue in settings.SERVICE_QUEUES],
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def manage(self, *args: str, timeout: float = 300) -> str:
+        """Run a management command against this system's database; returns its stdout."""
+        done = subprocess.run([sys.executable, MANAGE, *args], env=self._environ(self.env),
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        return done.stdout
+
+    def start(self) -> None:
+        for proc in self.procs:
+            self._spawn(proc)
+        self.wait_ready()
+
+    def _spawn(self, proc: Proc) -> None:
+        log = (self.log_dir / f"{proc.name}.log").open("ab")
+        self._logs.append(log)
+        proc.popen = subprocess.Popen(proc.argv, env=self._environ(proc.env), stdout=log,
+                                      stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
+                                      start_new_session=True)
+
+    def restart(self, proc: Proc) -> None:
+        if proc.alive:
+            self.signal(proc, signal.SIGKILL)
+            assert proc.popen is not None
+            proc.popen.wait(10)
+        proc.restarts += 1
+        self._spawn(proc)
+
+    def signal(self, proc: Proc, signum: int, group: bool = True) -> None:
+        """Signal a process, or with `group` its whole session (a cluster and its workers)."""
+        try:
+            if group:
+                os.killpg(proc.pid, signum)
+            else:
+                os.kill(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = [p.name for p in self.procs if not p.alive]
+            if dead:
+                raise RuntimeError(f"processes died at start: {dead}; see {self.log_dir}")
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the web server did not become ready; see {self.log_dir}")
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM everything (clean stop), then SIGKILL whatever is left."""
+        for proc in self.procs:
+            if proc.alive:
+                self.signal(proc, signal.SIGTERM, group=False)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            if proc.popen is None:
+                continue
+            try:
+                proc.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            self.signal(proc, signal.SIGKILL)
+            proc.popen.wait(5)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    @staticmethod
+    def _environ(env: dict[str, str]) -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,103 @@
+"""The saga worker loop: claim due sagas, process them, sleep until woken or the poll interval.
+
+Any number of workers may run on any number of hosts. A worker that dies loses nothing: its
+leases expire and another worker claims the sagas. SIGTERM stops the loop after the current
+batch, which is committed or rolled back as a whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+import psycopg
+from django.db import DatabaseError, InterfaceError, close_old_connections, connection
+
+from sagas import store, transport
+from sagas.config import SagaConfig
+
+log = logging.getLogger("sagas.worker")
+
+
+class Wakeup:
+    """Waits for a NOTIFY on PostgreSQL (a dedicated autocommit connection), else just sleeps."""
+
+    def __init__(self) -> None:
+        self.conn: psycopg.Connection | None = None
+
+    def wait(self, timeout: float) -> None:
+        if connection.vendor != "postgresql":
+            time.sleep(min(timeout, 0.05))  # SQLite: no notifications; poll briskly
+            return
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = self._listen()
+            # Returns on the first notification or at the timeout; a burst is coalesced below.
+            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+                pass
+            for _ in self.conn.notifies(timeout=0):
+                pass
+        except psycopg.Error:
+            self.close()
+            time.sleep(min(timeout, 0.5))
+
+    def _listen(self) -> psycopg.Connection:
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params.pop("prepare_threshold", None)
+        conn = psycopg.connect(**params, autocommit=True)
+        conn.execute(f"LISTEN {transport.WAKE_CHANNEL}")
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+
+
+class SagaWorker:
+    def __init__(self, config: SagaConfig, name: str | None = None) -> None:
+        self.config = config
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.stopping = threading.Event()
+        self.processed = 0
+
+    def run(self) -> None:
+        wakeup = Wakeup()
+        log.info("saga worker started", extra={"worker": self.name})
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    done = self.run_once()
+                    failures = 0
+                except (DatabaseError, InterfaceError) as exc:
+                    # Connection lost or a statement failed: drop the connection and try again.
+                    # Claimed sagas stay leased until the lease expires, then anyone may take them.
+                    failures += 1
+                    log.warning("database error; retrying", extra={"worker": self.name,
+                                                                   "error": str(exc)[:300]})
+                    connection.close()
+                    self.stopping.wait(min(5.0, 0.1 * 2 ** failures))
+                    continue
+                if not done:
+                    wakeup.wait(max(0.05, min(self.config.idle_poll_seconds, store.seconds_until_due())))
+        finally:
+            wakeup.close()
+            log.info("saga worker stopped", extra={"worker": self.name, "processed": self.processed})
+
+    def run_once(self) -> int:
+        close_old_connections()
+        claimed = store.claim(self.name, self.config.claim_batch, self.config.lease_seconds)
+        if not claimed:
+            return 0
+        done = store.process(self.name, claimed)
+        self.processed += done
+        return done
+
+    def stop(self) -> None:
+        self.stopping.set()

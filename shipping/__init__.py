@@ -1,0 +1,1 @@
+"""Shipping Service: shipments; schedule and cancel."""

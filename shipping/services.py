@@ -1,0 +1,43 @@
+"""The Shipping Service's local transactions: schedule a shipment, cancel it."""
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from django.db import router, transaction
+
+from shipping.exceptions import ShippingUnavailable
+from shipping.models import Shipment
+
+UNSERVED_COUNTRIES = frozenset({"AQ"})
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str
+    line1: str
+    city: str
+    postal_code: str
+    country: str
+
+
+def schedule_shipment(*, saga_id: UUID, order_id: UUID, address: Address) -> Shipment:
+    """Schedule the shipment of a saga's order. Raises ShippingUnavailable if it is not served."""
+    country = address.country.upper()
+    if country in UNSERVED_COUNTRIES:
+        raise ShippingUnavailable(f"we do not ship to {country}")
+    return Shipment.objects.create(
+        saga_id=saga_id, order_id=order_id, name=address.name, line1=address.line1,
+        city=address.city, postal_code=address.postal_code, country=country,
+        status=Shipment.Status.SCHEDULED,
+    )
+
+
+def cancel_shipment(*, shipment_id: int) -> Shipment:
+    """Cancel a scheduled shipment. Cancelling a cancelled shipment changes nothing."""
+    with transaction.atomic(using=router.db_for_write(Shipment)):
+        # Row lock: a saga compensation and an operator must not both cancel.
+        shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
+        if shipment.status == Shipment.Status.SCHEDULED:
+            shipment.status = Shipment.Status.CANCELLED
+            shipment.save(update_fields=["status", "updated_at"])
+    return shipment

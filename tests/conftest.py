@@ -1,0 +1,1 @@
+"""Shared test fixtures. The suite runs on PostgreSQL when DATABASE_URL points at it."""
