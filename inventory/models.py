@@ -53,8 +53,9 @@ class ReservationLine(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["reservation", "sku"],
-                                    name="inventory_reservationline_one_per_sku")
+            models.UniqueConstraint(
+                fields=["reservation", "sku"], name="inventory_reservationline_one_per_sku"
+            )
         ]
 
     def __str__(self) -> str:

@@ -24,8 +24,9 @@ def create_product(*, sku: str, name: str, price: Decimal, currency: str, stock:
     try:
         # A savepoint, so a duplicate leaves the caller's transaction usable.
         with transaction.atomic(using=router.db_for_write(Product)):
-            return Product.objects.create(sku=sku, name=name, price=price,
-                                          currency=currency.upper(), available=stock)
+            return Product.objects.create(
+                sku=sku, name=name, price=price, currency=currency.upper(), available=stock
+            )
     except IntegrityError as error:
         if Product.objects.filter(sku=sku).exists():
             raise ProductExists(sku) from error
@@ -51,8 +52,9 @@ def reserve_stock(*, saga_id: UUID, order_id: UUID, quantities: Mapping[str, int
             )
             if not taken:
                 raise OutOfStock(f"not enough stock for {sku}")
-        reservation = Reservation.objects.create(saga_id=saga_id, order_id=order_id,
-                                                 status=Reservation.Status.RESERVED)
+        reservation = Reservation.objects.create(
+            saga_id=saga_id, order_id=order_id, status=Reservation.Status.RESERVED
+        )
         ReservationLine.objects.bulk_create(
             ReservationLine(reservation=reservation, sku=sku, quantity=quantities[sku])
             for sku in sorted(quantities)

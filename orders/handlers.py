@@ -18,8 +18,11 @@ def create(command: Command) -> dict[str, Any]:
         saga_id=UUID(command.saga_id),
         user_id=int(payload["user_id"]),
         lines=[
-            services.LineSpec(sku=line["sku"], quantity=int(line["quantity"]),
-                              unit_price=_money(line["unit_price"]))
+            services.LineSpec(
+                sku=line["sku"],
+                quantity=int(line["quantity"]),
+                unit_price=_money(line["unit_price"]),
+            )
             for line in payload["lines"]
         ],
         total=_money(payload["total"]),

@@ -18,12 +18,25 @@ class LineSpec:
     unit_price: Decimal
 
 
-def create_order(*, order_id: UUID, saga_id: UUID, user_id: int, lines: Sequence[LineSpec],
-                 total: Decimal, currency: str) -> Order:
+def create_order(
+    *,
+    order_id: UUID,
+    saga_id: UUID,
+    user_id: int,
+    lines: Sequence[LineSpec],
+    total: Decimal,
+    currency: str,
+) -> Order:
     """Record a new order as `pending`; it stays so until its saga approves or cancels it."""
     with transaction.atomic(using=router.db_for_write(Order)):
-        order = Order.objects.create(id=order_id, saga_id=saga_id, user_id=user_id,
-                                     status=Order.Status.PENDING, total=total, currency=currency)
+        order = Order.objects.create(
+            id=order_id,
+            saga_id=saga_id,
+            user_id=user_id,
+            status=Order.Status.PENDING,
+            total=total,
+            currency=currency,
+        )
         OrderLine.objects.bulk_create(
             OrderLine(order=order, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
             for line in lines

@@ -42,8 +42,9 @@ def tokenize_card(*, number: str, exp_month: int, exp_year: int, cvc: str) -> Pa
     messages do not quote them. Raises InvalidCard with the errors of every bad field.
     """
     digits = "".join(number.split())
-    validate_card(digits=digits, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
-                  today=timezone.now().date())
+    validate_card(
+        digits=digits, exp_month=exp_month, exp_year=exp_year, cvc=cvc, today=timezone.now().date()
+    )
     return PaymentMethod.objects.create(
         token="pm_" + secrets.token_hex(12),
         brand=card_brand(digits),
@@ -99,8 +100,9 @@ def card_brand(digits: str) -> str:
     return "unknown"
 
 
-def charge_payment(*, saga_id: UUID, order_id: UUID, payment_token: str, amount: Decimal,
-                   currency: str) -> Charge:
+def charge_payment(
+    *, saga_id: UUID, order_id: UUID, payment_token: str, amount: Decimal, currency: str
+) -> Charge:
     """Charge the card behind `payment_token` once for this saga.
 
     Raises PaymentDeclined or InsufficientFunds (refusals, final) or ProcessorUnavailable (a
@@ -115,8 +117,14 @@ def charge_payment(*, saga_id: UUID, order_id: UUID, payment_token: str, amount:
         raise InsufficientFunds("the card has insufficient funds")
     if method.behaviour == Behaviour.PROCESSING_ERROR:
         raise ProcessorUnavailable("the card processor failed to answer")
-    return Charge.objects.create(saga_id=saga_id, order_id=order_id, payment_token=payment_token,
-                                 amount=amount, currency=currency, status=Charge.Status.CHARGED)
+    return Charge.objects.create(
+        saga_id=saga_id,
+        order_id=order_id,
+        payment_token=payment_token,
+        amount=amount,
+        currency=currency,
+        status=Charge.Status.CHARGED,
+    )
 
 
 def refund_charge(*, charge_id: int) -> Refund:

@@ -115,8 +115,8 @@ def database_config(url: str) -> dict[str, Any]:
             },
             "TEST": {"NAME": str(SQLITE_PATH.with_name("test.sqlite3"))},
         }
-    config: dict[str, Any] = dj_database_url.parse(
-        url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
+    config: dict[str, Any] = dict(
+        dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
     )
     if config["ENGINE"] == "django.db.backends.postgresql":
         config["ENGINE"] = "django_prometheus.db.backends.postgresql"
@@ -151,7 +151,9 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 # --- Cache (django-q2 keeps cluster stats here; local memory would break qinfo) -------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:  # shared by every process on this host without touching the database
     CACHES = {
         "default": {
@@ -163,7 +165,10 @@ else:  # shared by every process on this host without touching the database
 # --- Channels ---------------------------------------------------------------------------------
 if REDIS_URL:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -28,8 +28,17 @@ class SagaEventInline(admin.TabularInline):
 
 @admin.register(Saga)
 class SagaAdmin(admin.ModelAdmin):
-    list_display = ("id", "type", "status", "reason_code", "correlation_id", "created_at",
-                    "finished_at", "due_at", "lease_owner")
+    list_display = (
+        "id",
+        "type",
+        "status",
+        "reason_code",
+        "correlation_id",
+        "created_at",
+        "finished_at",
+        "due_at",
+        "lease_owner",
+    )
     list_filter = ("status", "type", "reason_code")
     search_fields = ("id", "correlation_id")
     readonly_fields = [f.name for f in Saga._meta.fields]

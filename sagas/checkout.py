@@ -23,8 +23,13 @@ class OrderRejected(Exception):
         self.fields = fields
 
 
-def place_order(*, owner_id: int, items: list[dict[str, Any]], payment: dict[str, Any],
-                shipping_address: dict[str, str]) -> Saga:
+def place_order(
+    *,
+    owner_id: int,
+    items: list[dict[str, Any]],
+    payment: dict[str, Any],
+    shipping_address: dict[str, str],
+) -> Saga:
     skus = [item["sku"] for item in items]
     products = products_by_sku(skus)
     unknown = [sku for sku in skus if sku not in products]
@@ -34,17 +39,28 @@ def place_order(*, owner_id: int, items: list[dict[str, Any]], payment: dict[str
     if len(currencies) > 1:
         raise OrderRejected({"items": ["all items must be priced in one currency"]})
     lines = [
-        {"sku": item["sku"], "quantity": item["quantity"],
-         "unit_price": str(products[item["sku"]]["price"])}
+        {
+            "sku": item["sku"],
+            "quantity": item["quantity"],
+            "unit_price": str(products[item["sku"]]["price"]),
+        }
         for item in items
     ]
     total = sum((Decimal(line["unit_price"]) * line["quantity"] for line in lines), Decimal("0"))
     try:
         # The card number and CVC stop here: only the token travels on.
-        method = tokenize_card(number=payment["card_number"], exp_month=payment["exp_month"],
-                               exp_year=payment["exp_year"], cvc=payment["cvc"])
+        method = tokenize_card(
+            number=payment["card_number"],
+            exp_month=payment["exp_month"],
+            exp_year=payment["exp_year"],
+            cvc=payment["cvc"],
+        )
     except InvalidCard as invalid:
-        raise OrderRejected({"payment": invalid.field_errors}) from None
+        errors = {
+            ("card_number" if name == "number" else name): messages
+            for name, messages in invalid.field_errors.items()
+        }
+        raise OrderRejected({"payment": errors}) from None
     order_id = uuid.uuid4()
     data = {
         "order_id": str(order_id),
@@ -56,5 +72,6 @@ def place_order(*, owner_id: int, items: list[dict[str, Any]], payment: dict[str
         "card": {"brand": method.brand, "last4": method.last4},
         "shipping_address": shipping_address,
     }
-    return start_saga(saga_type=ORDER_SAGA, data=data, correlation_id=str(order_id),
-                      owner_id=owner_id)
+    return start_saga(
+        saga_type=ORDER_SAGA, data=data, correlation_id=str(order_id), owner_id=owner_id
+    )

@@ -56,7 +56,8 @@ class Faults:
 
     def _drawn(self, command: Command, kind: str) -> list[FaultRule]:
         return [
-            r for r in self.rules
+            r
+            for r in self.rules
             if r.command == command.name and r.kind == kind and self.random.random() < r.probability
         ]
 

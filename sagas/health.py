@@ -18,5 +18,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except DatabaseError as exc:
         return JsonResponse({"status": "unavailable", "database": str(exc)[:200]}, status=503)
     if pending:
-        return JsonResponse({"status": "unavailable", "migrations_pending": len(pending)}, status=503)
+        return JsonResponse(
+            {"status": "unavailable", "migrations_pending": len(pending)}, status=503
+        )
     return JsonResponse({"status": "ok"})

@@ -55,10 +55,24 @@ class Reply:
     data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def to(cls, command: Command, outcome: Outcome, code: str = "", message: str = "",
-           data: dict[str, Any] | None = None) -> Reply:
-        return cls(command.saga_id, command.step, command.compensation, command.attempt,
-                   outcome, code, message, data or {})
+    def to(
+        cls,
+        command: Command,
+        outcome: Outcome,
+        code: str = "",
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> Reply:
+        return cls(
+            command.saga_id,
+            command.step,
+            command.compensation,
+            command.attempt,
+            outcome,
+            code,
+            message,
+            data or {},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "outcome": self.outcome.value}

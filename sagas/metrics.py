@@ -14,11 +14,16 @@ SAGAS_FINISHED = Counter("saga_finished_total", "Sagas finished", ["type", "stat
 STEP_EVENTS = Counter("saga_step_events_total", "Step events by kind", ["step", "kind"])
 COMMANDS = Counter("saga_commands_total", "Commands performed by services", ["command", "outcome"])
 SAGA_DURATION = Histogram(
-    "saga_duration_seconds", "Submit-to-finish time of finished sagas", ["type", "status"],
+    "saga_duration_seconds",
+    "Submit-to-finish time of finished sagas",
+    ["type", "status"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-BATCH_SIZE = Histogram("saga_worker_batch_size", "Sagas processed per worker transaction",
-                       buckets=(1, 2, 5, 10, 20, 50, 100, 200))
+BATCH_SIZE = Histogram(
+    "saga_worker_batch_size",
+    "Sagas processed per worker transaction",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+)
 
 
 class DatabaseGauges(Collector):
@@ -38,8 +43,9 @@ class DatabaseGauges(Collector):
         oldest = Saga.objects.filter(due_at__isnull=False).aggregate(m=Min("due_at"))["m"]
         age = max(0.0, (timezone.now() - oldest).total_seconds()) if oldest else 0.0
         yield GaugeMetricFamily("saga_oldest_due_seconds", "Age of the oldest due saga", value=age)
-        depth = GaugeMetricFamily("saga_queue_depth", "Tasks waiting per service queue",
-                                  labels=["queue"])
+        depth = GaugeMetricFamily(
+            "saga_queue_depth", "Tasks waiting per service queue", labels=["queue"]
+        )
         for row in OrmQ.objects.values("key").annotate(n=Count("id")):
             depth.add_metric([row["key"]], row["n"])
         yield depth

@@ -17,11 +17,11 @@ class Saga(models.Model):
     whose lease expired cannot commit a decision.
     """
 
-    Status = models.TextChoices("Status", [(s.name, s.value) for s in SagaStatus])
-
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=Status.choices, default=SagaStatus.PENDING)
+    status = models.CharField(
+        max_length=16, choices=[(s.value, s.value) for s in SagaStatus], default=SagaStatus.PENDING
+    )
     correlation_id = models.CharField(max_length=64, db_index=True)  # e.g. the order id
     owner_id = models.BigIntegerField(null=True, blank=True, db_index=True)  # the user it acts for
     data = models.JSONField()  # the saga's input; sent with every command
@@ -38,7 +38,9 @@ class Saga(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["due_at"], name="saga_due", condition=models.Q(due_at__isnull=False)),
+            models.Index(
+                fields=["due_at"], name="saga_due", condition=models.Q(due_at__isnull=False)
+            ),
             models.Index(fields=["status", "type"], name="saga_status_type"),
             models.Index(fields=["owner_id", "-created_at"], name="saga_owner_recent"),
         ]
@@ -63,6 +65,10 @@ class SagaReply(models.Model):
     class Meta:
         verbose_name_plural = "saga replies"
 
+    def __str__(self) -> str:
+        kind = "compensation" if self.compensation else "action"
+        return f"{self.step} {kind} #{self.attempt}: {self.outcome}"
+
 
 class SagaEvent(models.Model):
     """Append-only timeline of everything that happened to a saga."""
@@ -79,3 +85,27 @@ class SagaEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.step}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's Idempotency-Key for order creation (Stripe's semantics, scoped per user).
+
+    Inserted in the transaction that starts the saga, so exactly one of two concurrent requests
+    with the same key starts one; the other finds the stored answer.
+    """
+
+    owner_id = models.BigIntegerField()
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)  # sha256 of the canonical request body
+    saga = models.ForeignKey(Saga, null=True, blank=True, on_delete=models.SET_NULL)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner_id", "key"], name="idempotency_key_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id}:{self.key}"

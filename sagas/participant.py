@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, router, transaction
 
 from sagas.messages import Command, Outcome, Reply
@@ -32,7 +33,7 @@ UndoEffect = Callable[[Command, dict[str, Any]], dict[str, Any]]
 class Refusal(Exception):
     """A domain refusal: becomes a `refused` reply with a stable code and triggers compensation."""
 
-    code: ClassVar[str] = "refused"
+    code: str = "refused"
 
     def __init__(self, message: str = "", code: str | None = None) -> None:
         super().__init__(message or self.code)
@@ -46,8 +47,8 @@ class StepRecord(models.Model):
 
     saga_id = models.UUIDField()
     step = models.CharField(max_length=64)
-    action_reply = models.JSONField(null=True, blank=True)
-    compensation_reply = models.JSONField(null=True, blank=True)
+    action_reply = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    compensation_reply = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -72,11 +73,20 @@ class Participant:
 _by_command: dict[str, Participant] = {}
 
 
-def register(*, action: str, record: type[StepRecord], do: DoEffect,
-             compensation: str | None = None, undo: UndoEffect | None = None) -> None:
+def register(
+    *,
+    action: str,
+    record: type[StepRecord],
+    do: DoEffect,
+    compensation: str | None = None,
+    undo: UndoEffect | None = None,
+) -> None:
     """Declare a step a service takes part in; called from the service's `AppConfig.ready()`.
 
-    A step without a compensation is retriable-only (it runs after the saga's pivot).
+    A step without a compensation is retriable-only (it runs after the saga's pivot): the
+    orchestrator never sends it a compensation. `undo` must not refuse; anything it raises is a
+    fault and the compensation is retried. All of a service's models must live in one database
+    (see the routers) so that the effect and its stored reply share one transaction.
     """
     if (compensation is None) != (undo is None):
         raise ValueError(f"{action}: give both a compensation command and its undo function")
@@ -118,22 +128,37 @@ def perform(command: Command, before_commit: BeforeCommit | None = None) -> Repl
 
 def _locked_record(model: type[StepRecord], using: str, command: Command) -> StepRecord:
     # Insert-if-absent, then lock: concurrent action and compensation of one step queue here.
-    model.objects.using(using).bulk_create(
+    model._default_manager.using(using).bulk_create(
         [model(saga_id=command.saga_id, step=command.step)], ignore_conflicts=True
     )
-    return model.objects.using(using).select_for_update().get(
-        saga_id=command.saga_id, step=command.step
+    return (
+        model._default_manager.using(using)
+        .select_for_update()
+        .get(saga_id=command.saga_id, step=command.step)
     )
 
 
 def _stored(command: Command, stored: dict[str, Any]) -> Reply:
-    return Reply.to(command, Outcome(stored["outcome"]), stored.get("code", ""),
-                    stored.get("message", ""), stored.get("data", {}))
+    return Reply.to(
+        command,
+        Outcome(stored["outcome"]),
+        stored.get("code", ""),
+        stored.get("message", ""),
+        stored.get("data", {}),
+    )
 
 
 def _save(record: StepRecord, field: str, reply: Reply) -> Reply:
-    setattr(record, field, {"outcome": reply.outcome.value, "code": reply.code,
-                            "message": reply.message, "data": reply.data})
+    setattr(
+        record,
+        field,
+        {
+            "outcome": reply.outcome.value,
+            "code": reply.code,
+            "message": reply.message,
+            "data": reply.data,
+        },
+    )
     record.save(update_fields=[field, "updated_at"])
     return reply
 
@@ -142,16 +167,23 @@ def _act(participant: Participant, record: StepRecord, command: Command) -> Repl
     if record.action_reply is not None:
         return _stored(command, record.action_reply)
     if record.compensation_reply is not None:
-        reply = Reply.to(command, Outcome.REFUSED, "compensated",
-                         "the step was compensated before this action arrived")
+        reply = Reply.to(
+            command,
+            Outcome.REFUSED,
+            "compensated",
+            "the step was compensated before this action arrived",
+        )
         return _save(record, "action_reply", reply)
     using = record._state.db
     try:
         with transaction.atomic(using=using):
             data = participant.do(command)
     except Refusal as refusal:
-        return _save(record, "action_reply",
-                     Reply.to(command, Outcome.REFUSED, refusal.code, refusal.message))
+        return _save(
+            record,
+            "action_reply",
+            Reply.to(command, Outcome.REFUSED, refusal.code, refusal.message),
+        )
     return _save(record, "action_reply", Reply.to(command, Outcome.OK, data=data))
 
 

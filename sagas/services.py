@@ -17,14 +17,26 @@ from sagas.exceptions import SagaActionRejected, SagaNotFound
 from sagas.models import Saga
 
 
-def start_saga(*, saga_type: str, data: dict[str, Any], correlation_id: str,
-               owner_id: int | None = None, saga_id: uuid.UUID | None = None) -> Saga:
+def start_saga(
+    *,
+    saga_type: str,
+    data: dict[str, Any],
+    correlation_id: str,
+    owner_id: int | None = None,
+    saga_id: uuid.UUID | None = None,
+) -> Saga:
     """Create a saga and queue its first commands in one transaction of the saga database."""
     definition = registry.definition(saga_type)
     now = timezone.now()
-    saga = Saga(id=saga_id or uuid.uuid4(), type=saga_type, data=data,
-                state=SagaState.new(definition).to_json(), correlation_id=correlation_id,
-                owner_id=owner_id, created_at=now)
+    saga = Saga(
+        id=saga_id or uuid.uuid4(),
+        type=saga_type,
+        data=data,
+        state=SagaState.new(definition).to_json(),
+        correlation_id=correlation_id,
+        owner_id=owner_id,
+        created_at=now,
+    )
     with transaction.atomic():
         commands, events, _ = store.apply(saga, [Start()], now)
         saga.save(force_insert=True)

@@ -24,11 +24,22 @@ from sagas.models import Saga, SagaEvent, SagaReply
 log = logging.getLogger("sagas")
 _random = random.Random()
 
-SAVED_FIELDS = ["status", "state", "reason_code", "reason_message", "due_at", "lease_owner",
-                "lease_until", "finished_at", "updated_at"]
+SAVED_FIELDS = [
+    "status",
+    "state",
+    "reason_code",
+    "reason_message",
+    "due_at",
+    "lease_owner",
+    "lease_until",
+    "finished_at",
+    "updated_at",
+]
 
 
-def apply(saga: Saga, inputs: Iterable[Input], now: datetime) -> tuple[list[Command], list[SagaEvent], str]:
+def apply(
+    saga: Saga, inputs: Iterable[Input], now: datetime
+) -> tuple[list[Command], list[SagaEvent], str]:
     """Run `inputs` through the transition function and update `saga` in memory.
 
     Returns the commands to enqueue, the events to append, and the first rejection of an
@@ -50,8 +61,9 @@ def apply(saga: Saga, inputs: Iterable[Input], now: datetime) -> tuple[list[Comm
             for s in decision.sends
         ]
         events += [
-            SagaEvent(saga=saga, at=now, kind=e.kind, step=e.step, attempt=e.attempt,
-                      detail=e.detail)
+            SagaEvent(
+                saga=saga, at=now, kind=e.kind, step=e.step, attempt=e.attempt, detail=e.detail
+            )
             for e in decision.log
         ]
     saga.state = state.to_json()
@@ -70,16 +82,24 @@ def apply(saga: Saga, inputs: Iterable[Input], now: datetime) -> tuple[list[Comm
 def _observe(saga: Saga, before: SagaStatus, after: SagaStatus, events: list[SagaEvent]) -> None:
     """One structured log line per state change, and the matching counters."""
     for event in events:
-        log.info(event.kind, extra={"saga_id": str(saga.id), "order_id": saga.correlation_id,
-                                    "step": event.step, "attempt": event.attempt,
-                                    "detail": event.detail})
+        log.info(
+            event.kind,
+            extra={
+                "saga_id": str(saga.id),
+                "order_id": saga.correlation_id,
+                "step": event.step,
+                "attempt": event.attempt,
+                "detail": event.detail,
+            },
+        )
         if event.step:
             metrics.STEP_EVENTS.labels(event.step, event.kind).inc()
     if after is not before and after.terminal:
         metrics.SAGAS_FINISHED.labels(saga.type, after.value, saga.reason_code).inc()
         if saga.created_at:
             metrics.SAGA_DURATION.labels(saga.type, after.value).observe(
-                (timezone.now() - saga.created_at).total_seconds())
+                (timezone.now() - saga.created_at).total_seconds()
+            )
 
 
 def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) -> None:
@@ -107,7 +127,8 @@ def claim(worker: str, limit: int, lease_seconds: float) -> dict[uuid.UUID, int]
         if not ids:
             return {}
         Saga.objects.filter(id__in=ids).update(
-            lease_owner=worker, lease_until=Now() + timedelta(seconds=lease_seconds),
+            lease_owner=worker,
+            lease_until=Now() + timedelta(seconds=lease_seconds),
             fence=F("fence") + 1,
         )
         return dict(Saga.objects.filter(id__in=ids).values_list("id", "fence"))
@@ -122,13 +143,17 @@ def process(worker: str, claimed: dict[uuid.UUID, int]) -> int:
     now = timezone.now()
     with transaction.atomic():
         sagas = [
-            saga for saga in Saga.objects.select_for_update(no_key=True)
-            .filter(id__in=list(claimed)).order_by("id")
+            saga
+            for saga in Saga.objects.select_for_update(no_key=True)
+            .filter(id__in=list(claimed))
+            .order_by("id")
             if saga.fence == claimed[saga.id] and saga.lease_owner == worker
         ]
         if len(sagas) != len(claimed):
-            log.warning("lease lost before processing",
-                        extra={"worker": worker, "lost": len(claimed) - len(sagas)})
+            log.warning(
+                "lease lost before processing",
+                extra={"worker": worker, "lost": len(claimed) - len(sagas)},
+            )
         inbox: dict[uuid.UUID, list[SagaReply]] = defaultdict(list)
         for reply in SagaReply.objects.filter(saga_id__in=[s.id for s in sagas]).order_by("id"):
             inbox[reply.saga_id].append(reply)
@@ -144,8 +169,17 @@ def process(worker: str, claimed: dict[uuid.UUID, int]) -> int:
             except Exception as exc:  # a bug or a corrupt row: park this saga, not the batch
                 log.exception("saga could not be processed", extra={"saga_id": str(saga.id)})
                 saga.status, saga.due_at = SagaStatus.STUCK.value, None
-                saga_commands, saga_events = [], [SagaEvent(
-                    saga=saga, at=now, kind="engine_error", detail={"error": repr(exc)[:500]})]
+                saga_commands, saga_events = (
+                    [],
+                    [
+                        SagaEvent(
+                            saga=saga,
+                            at=now,
+                            kind="engine_error",
+                            detail={"error": repr(exc)[:500]},
+                        )
+                    ],
+                )
                 inbox.pop(saga.id, None)  # keep its replies for when it is repaired
             commands += saga_commands
             events += saga_events
@@ -158,8 +192,12 @@ def process(worker: str, claimed: dict[uuid.UUID, int]) -> int:
 
 def seconds_until_due() -> float:
     """How long until the earliest timer (reply deadline or backoff) of any saga falls due."""
-    earliest = Saga.objects.filter(due_at__isnull=False).order_by("due_at").values_list(
-        "due_at", flat=True).first()
+    earliest = (
+        Saga.objects.filter(due_at__isnull=False)
+        .order_by("due_at")
+        .values_list("due_at", flat=True)
+        .first()
+    )
     if earliest is None:
         return float("inf")
     return max(0.0, (earliest - timezone.now()).total_seconds())

@@ -4,6 +4,7 @@ one django-q2 cluster per service queue. Used by the benchmark, the chaos run an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -64,12 +65,32 @@ class System:
         base = {**self.env, "Q_WORKERS": str(self.q_workers)}
         py = sys.executable
         self.procs = [
-            Proc("web", [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                         "sagaproject.asgi:application"], base),
-            *[Proc(f"saga_worker.{i}", [py, MANAGE, "saga_worker", "--name", f"saga_worker.{i}"],
-                   base) for i in range(1, self.saga_workers + 1)],
-            *[Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
-              for queue in settings.SERVICE_QUEUES],
+            Proc(
+                "web",
+                [
+                    py,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "sagaproject.asgi:application",
+                ],
+                base,
+            ),
+            *[
+                Proc(
+                    f"saga_worker.{i}",
+                    [py, MANAGE, "saga_worker", "--name", f"saga_worker.{i}"],
+                    base,
+                )
+                for i in range(1, self.saga_workers + 1)
+            ],
+            *[
+                Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
+                for queue in settings.SERVICE_QUEUES
+            ],
         ]
 
     @property
@@ -78,8 +99,14 @@ class System:
 
     def manage(self, *args: str, timeout: float = 300) -> str:
         """Run a management command against this system's database; returns its stdout."""
-        done = subprocess.run([sys.executable, MANAGE, *args], env=self._environ(self.env),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            [sys.executable, MANAGE, *args],
+            env=self._environ(self.env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if done.returncode:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
@@ -92,9 +119,14 @@ class System:
     def _spawn(self, proc: Proc) -> None:
         log = (self.log_dir / f"{proc.name}.log").open("ab")
         self._logs.append(log)
-        proc.popen = subprocess.Popen(proc.argv, env=self._environ(proc.env), stdout=log,
-                                      stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
-                                      start_new_session=True)
+        proc.popen = subprocess.Popen(
+            proc.argv,
+            env=self._environ(proc.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=settings.BASE_DIR,
+            start_new_session=True,
+        )
 
     def restart(self, proc: Proc) -> None:
         if proc.alive:
@@ -139,10 +171,8 @@ class System:
         for proc in self.procs:
             if proc.popen is None:
                 continue
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             self.signal(proc, signal.SIGKILL)
             proc.popen.wait(5)
         for log in self._logs:

@@ -32,8 +32,12 @@ def enqueue(commands: Iterable[Command]) -> None:
     for command in commands:
         by_queue[command.queue].append(command.to_dict())
     for queue, batch in by_queue.items():
-        async_task("sagas.transport.execute", batch, cluster=queue,
-                   task_name=f"{queue}:{batch[0]['saga_id']}:{len(batch)}")
+        async_task(
+            "sagas.transport.execute",
+            batch,
+            cluster=queue,
+            task_name=f"{queue}:{batch[0]['saga_id']}:{len(batch)}",
+        )
 
 
 def execute(batch: list[dict]) -> int:
@@ -47,14 +51,22 @@ def _run(command: Command) -> Reply:
     injected = faults.faults()
     try:
         crash_at = injected.before(command)
-        reply = perform(command, before_commit=(lambda _: faults.crash()) if crash_at == "before"
-                        else None)
+        reply = perform(
+            command, before_commit=(lambda _: faults.crash()) if crash_at == "before" else None
+        )
         if crash_at == "after":
             faults.crash()
     except Exception as exc:  # a fault: nothing was committed, the same key may be retried
-        log.warning("command failed", extra={"saga_id": command.saga_id, "step": command.step,
-                                             "command": command.name, "attempt": command.attempt,
-                                             "error": f"{type(exc).__name__}: {exc}"})
+        log.warning(
+            "command failed",
+            extra={
+                "saga_id": command.saga_id,
+                "step": command.step,
+                "command": command.name,
+                "attempt": command.attempt,
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
         reply = Reply.to(command, Outcome.FAULT, type(exc).__name__, str(exc)[:500])
     metrics.COMMANDS.labels(command.name, reply.outcome.value).inc()
     return reply
@@ -73,17 +85,31 @@ def deliver(replies: list[Reply]) -> None:
     with transaction.atomic(using=using):
         ids = sorted({r.saga_id for r in replies})
         known = {
-            str(pk) for pk in Saga.objects.using(using).select_for_update(no_key=True)
-            .filter(id__in=ids).order_by("id").values_list("id", flat=True)
+            str(pk)
+            for pk in Saga.objects.using(using)
+            .select_for_update(no_key=True)
+            .filter(id__in=ids)
+            .order_by("id")
+            .values_list("id", flat=True)
         }
         rows = [
-            SagaReply(saga_id=r.saga_id, step=r.step, compensation=r.compensation,
-                      attempt=r.attempt, outcome=r.outcome.value, code=r.code,
-                      message=r.message, data=r.data)
-            for r in replies if r.saga_id in known
+            SagaReply(
+                saga_id=r.saga_id,
+                step=r.step,
+                compensation=r.compensation,
+                attempt=r.attempt,
+                outcome=r.outcome.value,
+                code=r.code,
+                message=r.message,
+                data=r.data,
+            )
+            for r in replies
+            if r.saga_id in known
         ]
         if len(rows) != len(replies):
-            log.warning("replies for unknown sagas dropped", extra={"count": len(replies) - len(rows)})
+            log.warning(
+                "replies for unknown sagas dropped", extra={"count": len(replies) - len(rows)}
+            )
         SagaReply.objects.using(using).bulk_create(rows)
         Saga.objects.using(using).filter(id__in=known).update(due_at=Now())
         wake(using)

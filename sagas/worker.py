@@ -79,16 +79,22 @@ class SagaWorker:
                     # Connection lost or a statement failed: drop the connection and try again.
                     # Claimed sagas stay leased until the lease expires, then anyone may take them.
                     failures += 1
-                    log.warning("database error; retrying", extra={"worker": self.name,
-                                                                   "error": str(exc)[:300]})
+                    log.warning(
+                        "database error; retrying",
+                        extra={"worker": self.name, "error": str(exc)[:300]},
+                    )
                     connection.close()
-                    self.stopping.wait(min(5.0, 0.1 * 2 ** failures))
+                    self.stopping.wait(min(5.0, 0.1 * 2**failures))
                     continue
                 if not done:
-                    wakeup.wait(max(0.05, min(self.config.idle_poll_seconds, store.seconds_until_due())))
+                    wakeup.wait(
+                        max(0.05, min(self.config.idle_poll_seconds, store.seconds_until_due()))
+                    )
         finally:
             wakeup.close()
-            log.info("saga worker stopped", extra={"worker": self.name, "processed": self.processed})
+            log.info(
+                "saga worker stopped", extra={"worker": self.name, "processed": self.processed}
+            )
 
     def run_once(self) -> int:
         close_old_connections()

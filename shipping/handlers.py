@@ -15,8 +15,11 @@ def schedule(command: Command) -> dict[str, Any]:
         saga_id=UUID(command.saga_id),
         order_id=UUID(payload["order_id"]),
         address=services.Address(
-            name=address["name"], line1=address["line1"], city=address["city"],
-            postal_code=address["postal_code"], country=address["country"],
+            name=address["name"],
+            line1=address["line1"],
+            city=address["city"],
+            postal_code=address["postal_code"],
+            country=address["country"],
         ),
     )
     return {"shipment_id": shipment.pk}

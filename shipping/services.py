@@ -26,8 +26,13 @@ def schedule_shipment(*, saga_id: UUID, order_id: UUID, address: Address) -> Shi
     if country in UNSERVED_COUNTRIES:
         raise ShippingUnavailable(f"we do not ship to {country}")
     return Shipment.objects.create(
-        saga_id=saga_id, order_id=order_id, name=address.name, line1=address.line1,
-        city=address.city, postal_code=address.postal_code, country=country,
+        saga_id=saga_id,
+        order_id=order_id,
+        name=address.name,
+        line1=address.line1,
+        city=address.city,
+        postal_code=address.postal_code,
+        country=country,
         status=Shipment.Status.SCHEDULED,
     )
 

@@ -38,8 +38,11 @@ class ApiError(exceptions.APIException):
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, SagaError):
-        code = status.HTTP_404_NOT_FOUND if isinstance(exc, SagaNotFound) else (
-            status.HTTP_409_CONFLICT if isinstance(exc, SagaActionRejected) else 400)
+        code = (
+            status.HTTP_404_NOT_FOUND
+            if isinstance(exc, SagaNotFound)
+            else (status.HTTP_409_CONFLICT if isinstance(exc, SagaActionRejected) else 400)
+        )
         return Response({"code": exc.code, "message": str(exc)}, status=code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

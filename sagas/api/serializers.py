@@ -68,11 +68,14 @@ class AddressSerializer(StrictSerializer):
 
 
 class OrderRequestSerializer(StrictSerializer):
-    items = OrderItemSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
+    items = serializers.ListField(
+        child=OrderItemSerializer(), allow_empty=False, max_length=MAX_LINES
+    )
     payment = PaymentSerializer()
     shipping_address = AddressSerializer()
-    user_id = serializers.IntegerField(required=False, min_value=1,
-                                       help_text="Staff only: place the order for this user.")
+    user_id = serializers.IntegerField(
+        required=False, min_value=1, help_text="Staff only: place the order for this user."
+    )
 
     def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         skus = [item["sku"] for item in items]
@@ -101,8 +104,12 @@ def order_status(saga: Saga) -> str:
 
 def steps_of(saga: Saga) -> list[dict[str, Any]]:
     return [
-        {"name": name, "status": step["status"], "attempts": step["attempts"],
-         "compensation_attempts": step["compensation_attempts"]}
+        {
+            "name": name,
+            "status": step["status"],
+            "attempts": step["attempts"],
+            "compensation_attempts": step["compensation_attempts"],
+        }
         for name, step in saga.state["steps"].items()
     ]
 
@@ -144,5 +151,3 @@ class OrderSerializer(serializers.Serializer):
 
 def is_finished(saga: Saga) -> bool:
     return order_status(saga) != "pending"
-
-

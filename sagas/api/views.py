@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
@@ -63,23 +63,39 @@ class OrderList(generics.ListAPIView):
         body = s.OrderRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        owner_id = request.user.pk
+        owner_id = cast(int, request.user.pk)
         if "user_id" in data:
             if not request.user.is_staff:
-                raise ApiError(status.HTTP_403_FORBIDDEN, "permission_denied",
-                               "Only staff may order for another user.")
+                raise ApiError(
+                    status.HTTP_403_FORBIDDEN,
+                    "permission_denied",
+                    "Only staff may order for another user.",
+                )
             if not get_user_model().objects.filter(pk=data["user_id"]).exists():
                 raise ApiError(status.HTTP_400_BAD_REQUEST, "invalid", "Unknown user_id.")
             owner_id = data["user_id"]
         try:
-            saga = place_order(owner_id=owner_id, items=data["items"], payment=data["payment"],
-                               shipping_address=data["shipping_address"])
+            saga = place_order(
+                owner_id=owner_id,
+                items=data["items"],
+                payment=data["payment"],
+                shipping_address=data["shipping_address"],
+            )
         except OrderRejected as rejected:
-            return Response({"code": "invalid", "message": "The request has invalid fields.",
-                             "fields": rejected.fields}, status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {
+                    "code": "invalid",
+                    "message": "The request has invalid fields.",
+                    "fields": rejected.fields,
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         return Response(
-            {"order_id": saga.correlation_id, "saga_id": str(saga.id),
-             "status": s.order_status(saga)},
+            {
+                "order_id": saga.correlation_id,
+                "saga_id": str(saga.id),
+                "status": s.order_status(saga),
+            },
             status=status.HTTP_202_ACCEPTED,
         )
 
@@ -96,10 +112,15 @@ class OrderDetail(generics.RetrieveAPIView):
         try:
             wait = float(request.query_params.get("wait", 0))
         except ValueError:
-            raise ApiError(status.HTTP_400_BAD_REQUEST, "invalid", "wait must be a number of seconds.") from None
+            raise ApiError(
+                status.HTTP_400_BAD_REQUEST, "invalid", "wait must be a number of seconds."
+            ) from None
         if not 0 <= wait <= MAX_WAIT_SECONDS:
-            raise ApiError(status.HTTP_400_BAD_REQUEST, "invalid",
-                           f"wait must be between 0 and {MAX_WAIT_SECONDS}.")
+            raise ApiError(
+                status.HTTP_400_BAD_REQUEST,
+                "invalid",
+                f"wait must be between 0 and {MAX_WAIT_SECONDS}.",
+            )
         saga = self.get_object()
         deadline = time.monotonic() + wait
         pause = 0.01

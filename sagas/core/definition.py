@@ -75,7 +75,9 @@ class SagaDefinition:
                     f"{self.name}: {step.name!r} depends on {missing}, which must be listed before it"
                 )
             if step.kind is StepKind.COMPENSATABLE and step.compensation is None:
-                raise ValueError(f"{self.name}: compensatable step {step.name!r} needs a compensation")
+                raise ValueError(
+                    f"{self.name}: compensatable step {step.name!r} needs a compensation"
+                )
             if step.kind is StepKind.RETRIABLE and step.compensation is not None:
                 raise ValueError(f"{self.name}: retriable step {step.name!r} is never compensated")
             if step.kind is StepKind.RETRIABLE and not (

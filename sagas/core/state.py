@@ -78,7 +78,9 @@ class SagaState:
             "status": self.status.value,
             "reason_code": self.reason_code,
             "reason_message": self.reason_message,
-            "steps": {name: {**asdict(s), "status": s.status.value} for name, s in self.steps.items()},
+            "steps": {
+                name: {**asdict(s), "status": s.status.value} for name, s in self.steps.items()
+            },
         }
 
     @classmethod
@@ -87,8 +89,12 @@ class SagaState:
             name: StepState(**{**raw, "status": StepStatus(raw["status"])})
             for name, raw in data["steps"].items()
         }
-        return cls(SagaStatus(data["status"]), steps, data.get("reason_code"),
-                   data.get("reason_message", ""))
+        return cls(
+            SagaStatus(data["status"]),
+            steps,
+            data.get("reason_code"),
+            data.get("reason_message", ""),
+        )
 
 
 @dataclass(frozen=True)

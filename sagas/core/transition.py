@@ -70,8 +70,13 @@ class Decision:
     rejected: str = ""  # why an operator input could not be applied ("" if it was)
 
 
-def decide(definition: SagaDefinition, state: SagaState, event: Input, now: float,
-           rand: Callable[[], float]) -> Decision:
+def decide(
+    definition: SagaDefinition,
+    state: SagaState,
+    event: Input,
+    now: float,
+    rand: Callable[[], float],
+) -> Decision:
     """Apply one input to a copy of `state`; `rand()` returns floats in [0, 1) for jitter."""
     decider = _Decider(definition, Decision(state.copy()), now, rand)
     decider.apply(event)
@@ -79,8 +84,9 @@ def decide(definition: SagaDefinition, state: SagaState, event: Input, now: floa
 
 
 class _Decider:
-    def __init__(self, definition: SagaDefinition, decision: Decision, now: float,
-                 rand: Callable[[], float]) -> None:
+    def __init__(
+        self, definition: SagaDefinition, decision: Decision, now: float, rand: Callable[[], float]
+    ) -> None:
         self.definition = definition
         self.decision = decision
         self.state = decision.state
@@ -116,30 +122,51 @@ class _Decider:
         expected = StepStatus.COMPENSATING if reply.compensation else StepStatus.RUNNING
         sent = st.compensation_attempts if reply.compensation else st.attempts
         if st.status is not expected or sent == 0:
-            self._log("reply_ignored", step.name, reply.attempt, outcome=reply.outcome.value,
-                      compensation=reply.compensation, reason=f"step is {st.status.value}")
+            self._log(
+                "reply_ignored",
+                step.name,
+                reply.attempt,
+                outcome=reply.outcome.value,
+                compensation=reply.compensation,
+                reason=f"step is {st.status.value}",
+            )
             return
         if reply.outcome is Outcome.OK:
             st.status = StepStatus.COMPENSATED if reply.compensation else StepStatus.SUCCEEDED
             st.due, st.stalled, st.error = None, False, ""
-            self._log("step_compensated" if reply.compensation else "step_succeeded",
-                      step.name, reply.attempt)
+            self._log(
+                "step_compensated" if reply.compensation else "step_succeeded",
+                step.name,
+                reply.attempt,
+            )
             return
         refusal = reply.outcome is Outcome.REFUSED
         if refusal and not reply.compensation and step.kind is not StepKind.RETRIABLE:
             st.status, st.due, st.error = StepStatus.REFUSED, None, reply.code
-            self._log("step_refused", step.name, reply.attempt, code=reply.code,
-                      message=reply.message)
+            self._log(
+                "step_refused", step.name, reply.attempt, code=reply.code, message=reply.message
+            )
             self._turn_back(reply.code, reply.message)
             return
         # A fault (or a refusal where none is allowed): retry under the policy.
         if reply.attempt != sent:
-            self._log("reply_ignored", step.name, reply.attempt, outcome=reply.outcome.value,
-                      compensation=reply.compensation, reason="stale attempt")
+            self._log(
+                "reply_ignored",
+                step.name,
+                reply.attempt,
+                outcome=reply.outcome.value,
+                compensation=reply.compensation,
+                reason="stale attempt",
+            )
             return
         st.error = reply.code or reply.outcome.value
-        self._log("compensation_failed" if reply.compensation else "step_failed", step.name,
-                  reply.attempt, code=reply.code, message=reply.message)
+        self._log(
+            "compensation_failed" if reply.compensation else "step_failed",
+            step.name,
+            reply.attempt,
+            code=reply.code,
+            message=reply.message,
+        )
         policy = step.compensation_retry if reply.compensation else step.retry
         if st.budget_used >= policy.max_attempts:
             self._exhausted(step, st)
@@ -190,18 +217,22 @@ class _Decider:
         if st.status is StepStatus.RUNNING and step.kind is not StepKind.RETRIABLE:
             st.error = SERVICE_UNAVAILABLE
             self._log("step_exhausted", step.name, st.attempts)
-            self._turn_back(SERVICE_UNAVAILABLE,
-                            f"{step.name} did not succeed after {st.attempts} attempts")
+            self._turn_back(
+                SERVICE_UNAVAILABLE, f"{step.name} did not succeed after {st.attempts} attempts"
+            )
         else:
             st.stalled, st.due = True, None
-            self._log("step_stalled", step.name, st.attempts if st.status is StepStatus.RUNNING
-                      else st.compensation_attempts)
+            self._log(
+                "step_stalled",
+                step.name,
+                st.attempts if st.status is StepStatus.RUNNING else st.compensation_attempts,
+            )
 
     def _turn_back(self, code: str, message: str) -> None:
         if self.state.backward:
             return
         self.state.reason_code, self.state.reason_message = code, message
-        for name, st in self.state.steps.items():
+        for st in self.state.steps.values():
             if st.status in (StepStatus.RUNNING, StepStatus.SUCCEEDED):
                 # In flight or done: undo it. A compensation that beats its action tombstones it.
                 st.status, st.due, st.stalled = StepStatus.COMPENSATING, None, False
@@ -222,9 +253,13 @@ class _Decider:
             unsettled = (StepStatus.RUNNING, StepStatus.SUCCEEDED, StepStatus.COMPENSATING)
             for step in reversed(steps):
                 st = state.steps[step.name]
-                if st.status is StepStatus.COMPENSATING and not st.compensation_attempts and all(
-                    state.steps[d.name].status not in unsettled
-                    for d in self.definition.dependents(step.name)
+                if (
+                    st.status is StepStatus.COMPENSATING
+                    and not st.compensation_attempts
+                    and all(
+                        state.steps[d.name].status not in unsettled
+                        for d in self.definition.dependents(step.name)
+                    )
                 ):
                     self._send(step, st, compensation=True)
         self._settle_status(replied)
@@ -245,7 +280,7 @@ class _Decider:
             state.status = SagaStatus.RUNNING
         if state.status is not before:
             detail = {"code": state.reason_code} if state.reason_code else {}
-            self._log(f"saga_{state.status.value}", **detail)
+            self.decision.log.append(LogEvent(f"saga_{state.status.value}", detail=detail))
 
     def _send(self, step: Step, st: StepState, compensation: bool) -> None:
         if compensation:

@@ -35,14 +35,33 @@ def order_payload(**overrides: Any) -> dict[str, Any]:
 
 
 def address(**overrides: Any) -> dict[str, str]:
-    return {"name": "Ada Lovelace", "line1": "1 rue de la Paix", "city": "Paris",
-            "postal_code": "75002", "country": "FR", **overrides}
+    return {
+        "name": "Ada Lovelace",
+        "line1": "1 rue de la Paix",
+        "city": "Paris",
+        "postal_code": "75002",
+        "country": "FR",
+        **overrides,
+    }
 
 
-def command(name: str, step: str, *, compensation: bool = False, attempt: int = 1,
-            saga_id: str | None = None, payload: dict[str, Any] | None = None) -> Command:
-    return Command(name=name, saga_id=saga_id or new_id(), step=step, compensation=compensation,
-                   attempt=attempt, payload=payload if payload is not None else order_payload())
+def command(
+    name: str,
+    step: str,
+    *,
+    compensation: bool = False,
+    attempt: int = 1,
+    saga_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Command:
+    return Command(
+        name=name,
+        saga_id=saga_id or new_id(),
+        step=step,
+        compensation=compensation,
+        attempt=attempt,
+        payload=payload if payload is not None else order_payload(),
+    )
 
 
 def again(sent: Command, **changes: Any) -> Command:
@@ -62,8 +81,9 @@ def essence(reply: Reply) -> tuple[str, str, str, dict[str, Any]]:
 
 
 def product(sku: str, *, stock: int, price: str = "12.50") -> Product:
-    return inventory_services.create_product(sku=sku, name=f"Product {sku}", price=Decimal(price),
-                                             currency="EUR", stock=stock)
+    return inventory_services.create_product(
+        sku=sku, name=f"Product {sku}", price=Decimal(price), currency="EUR", stock=stock
+    )
 
 
 def available(sku: str) -> int:
@@ -71,6 +91,6 @@ def available(sku: str) -> int:
 
 
 def card_token(number: str = OK_CARD) -> str:
-    return payment_services.tokenize_card(number=number, exp_month=12,
-                                          exp_year=date.today().year + 2, cvc="123").token
-
+    return payment_services.tokenize_card(
+        number=number, exp_month=12, exp_year=date.today().year + 2, cvc="123"
+    ).token

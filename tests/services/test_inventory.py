@@ -199,8 +199,12 @@ def test_concurrent_reservations_never_oversell() -> None:
     product("SKU-A", stock=5)
     product("SKU-B", stock=5)
     # Opposite line orders in the payloads: the fixed SKU lock order must keep this deadlock-free.
-    sent = [reserve_command(line("SKU-A", 1), line("SKU-B", 1)) if n % 2
-            else reserve_command(line("SKU-B", 1), line("SKU-A", 1)) for n in range(12)]
+    sent = [
+        reserve_command(line("SKU-A", 1), line("SKU-B", 1))
+        if n % 2
+        else reserve_command(line("SKU-B", 1), line("SKU-A", 1))
+        for n in range(12)
+    ]
 
     def deliver(one: Command) -> str:
         try:

@@ -21,15 +21,19 @@ def create_command(**payload: object) -> Command:
 
 def approve_command(created: Command) -> Command:
     """The saga's later step for the same order: same saga and payload, its own key."""
-    return command(messages.APPROVE, "approve_order", saga_id=created.saga_id,
-                   payload=created.payload)
+    return command(
+        messages.APPROVE, "approve_order", saga_id=created.saga_id, payload=created.payload
+    )
 
 
 def test_create_applies_once_and_repeats_its_reply() -> None:
     sent = create_command(
-        user_id=42, total="40.00",
-        lines=[{"sku": "SKU-2", "quantity": 1, "unit_price": "15.00"},
-               {"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"}],
+        user_id=42,
+        total="40.00",
+        lines=[
+            {"sku": "SKU-2", "quantity": 1, "unit_price": "15.00"},
+            {"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"},
+        ],
     )
 
     first = perform(sent)
@@ -41,8 +45,9 @@ def test_create_applies_once_and_repeats_its_reply() -> None:
     assert first.data == {"order_id": sent.payload["order_id"], "status": "pending"}
     assert (order.user_id, str(order.total), order.currency) == (42, "40.00", "EUR")
     assert str(order.saga_id) == sent.saga_id
-    assert sorted((line.sku, line.quantity, str(line.unit_price)) for line in order.lines.all()) \
-        == [("SKU-1", 2, "12.50"), ("SKU-2", 1, "15.00")]
+    assert sorted(
+        (line.sku, line.quantity, str(line.unit_price)) for line in order.lines.all()
+    ) == [("SKU-1", 2, "12.50"), ("SKU-2", 1, "15.00")]
 
 
 def test_cancel_before_create_leaves_a_tombstone() -> None:

@@ -20,8 +20,9 @@ STEP = "charge_payment"
 
 
 def charge_command(number: str = "4242424242424242", **payload: object) -> Command:
-    return command(messages.CHARGE, STEP,
-                   payload=order_payload(payment_token=card_token(number), **payload))
+    return command(
+        messages.CHARGE, STEP, payload=order_payload(payment_token=card_token(number), **payload)
+    )
 
 
 def test_charge_applies_once_and_repeats_its_reply() -> None:
@@ -139,8 +140,13 @@ FULL_WIDTH_4242 = "".join(chr(0xFF10 + int(digit)) for digit in "424242424242424
 
 
 def tokenize(**overrides: object) -> PaymentMethod:
-    card: dict[str, Any] = {"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": NEXT_YEAR,
-                  "cvc": "123", **overrides}
+    card: dict[str, Any] = {
+        "number": "4242 4242 4242 4242",
+        "exp_month": 12,
+        "exp_year": NEXT_YEAR,
+        "cvc": "123",
+        **overrides,
+    }
     return tokenize_card(**card)
 
 
@@ -229,8 +235,16 @@ def test_a_payment_method_keeps_no_card_number_or_cvc() -> None:
 
     stored = PaymentMethod.objects.filter(pk=method.pk).values().get()
     # Only the vault's own columns exist: nowhere to put a number or a CVC.
-    assert set(stored) == {"id", "token", "brand", "last4", "exp_month", "exp_year",
-                           "behaviour", "created_at"}
+    assert set(stored) == {
+        "id",
+        "token",
+        "brand",
+        "last4",
+        "exp_month",
+        "exp_year",
+        "behaviour",
+        "created_at",
+    }
     assert method.token.startswith("pm_") and len(method.token) == 27
     assert stored["last4"] == "9995"
     assert not any("4000000000009995" in str(value) for value in stored.values())

@@ -14,8 +14,9 @@ STEP = "schedule_shipment"
 
 
 def schedule_command(country: str = "FR") -> Command:
-    return command(messages.SCHEDULE, STEP,
-                   payload=order_payload(shipping_address=address(country=country)))
+    return command(
+        messages.SCHEDULE, STEP, payload=order_payload(shipping_address=address(country=country))
+    )
 
 
 def test_schedule_applies_once_and_repeats_its_reply() -> None:

@@ -18,18 +18,33 @@ DEADLINE = 30.0
 
 
 def order_definition() -> SagaDefinition:
-    def step(name: str, action: str, comp: str | None, deps: tuple[str, ...] = (),
-             kind: StepKind = StepKind.COMPENSATABLE) -> Step:
+    def step(
+        name: str,
+        action: str,
+        comp: str | None,
+        deps: tuple[str, ...] = (),
+        kind: StepKind = StepKind.COMPENSATABLE,
+    ) -> Step:
         return Step(name, action, comp, deps, kind, RETRY, COMP_RETRY, DEADLINE)
 
-    return SagaDefinition("order", (
-        step("create_order", "orders.create", "orders.cancel"),
-        step("reserve_stock", "inventory.reserve", "inventory.release"),
-        step("charge_payment", "payments.charge", "payments.refund"),
-        step("schedule_shipment", "shipping.schedule", "shipping.cancel",
-             ("create_order", "reserve_stock", "charge_payment"), StepKind.PIVOT),
-        step("approve_order", "orders.approve", None, ("schedule_shipment",), StepKind.RETRIABLE),
-    ))
+    return SagaDefinition(
+        "order",
+        (
+            step("create_order", "orders.create", "orders.cancel"),
+            step("reserve_stock", "inventory.reserve", "inventory.release"),
+            step("charge_payment", "payments.charge", "payments.refund"),
+            step(
+                "schedule_shipment",
+                "shipping.schedule",
+                "shipping.cancel",
+                ("create_order", "reserve_stock", "charge_payment"),
+                StepKind.PIVOT,
+            ),
+            step(
+                "approve_order", "orders.approve", None, ("schedule_shipment",), StepKind.RETRIABLE
+            ),
+        ),
+    )
 
 
 DEF = order_definition()
@@ -110,13 +125,18 @@ def test_replies_in_any_order_lead_to_the_same_shipment(order: tuple[str, ...]) 
     assert sent == [("schedule_shipment", False, 1)]
 
 
-@pytest.mark.parametrize(("refused", "code"), [
-    ("create_order", "invalid_order"),
-    ("reserve_stock", "out_of_stock"),
-    ("charge_payment", "payment_declined"),
-    ("charge_payment", "insufficient_funds"),
-])
-def test_a_refusal_before_the_pivot_compensates_every_other_step_sent(refused: str, code: str) -> None:
+@pytest.mark.parametrize(
+    ("refused", "code"),
+    [
+        ("create_order", "invalid_order"),
+        ("reserve_stock", "out_of_stock"),
+        ("charge_payment", "payment_declined"),
+        ("charge_payment", "insufficient_funds"),
+    ],
+)
+def test_a_refusal_before_the_pivot_compensates_every_other_step_sent(
+    refused: str, code: str
+) -> None:
     run = Run().started()
     decision = run.refuse(refused, code)
     others = [n for n in FIRST if n != refused]
@@ -230,13 +250,16 @@ def test_a_late_success_for_a_step_being_compensated_is_ignored() -> None:
     assert run.state.status is SagaStatus.FAILED
 
 
-def test_a_compensation_that_keeps_failing_parks_the_saga_as_stuck_until_an_operator_retries() -> None:
+def test_a_compensation_that_keeps_failing_parks_the_saga_as_stuck_until_an_operator_retries() -> (
+    None
+):
     run = Run().started()
     run.refuse("charge_payment", "payment_declined")
     run.ok("create_order", compensation=True)
     run.fault("reserve_stock", attempt=1, compensation=True)
     assert sends(run.feed(Tick(), at=run.state.steps["reserve_stock"].due)) == [
-        ("reserve_stock", True, 2)]
+        ("reserve_stock", True, 2)
+    ]
     run.fault("reserve_stock", attempt=2, compensation=True)
     assert run.state.status is SagaStatus.STUCK
     assert run.state.due is None
@@ -255,7 +278,8 @@ def test_past_the_pivot_a_failing_step_is_retried_then_stuck_never_compensated()
     assert run.state.status is SagaStatus.RUNNING  # a refusal is treated as a fault here
     for attempt in (2, 3):
         assert sends(run.feed(Tick(), at=run.state.steps["approve_order"].due)) == [
-            ("approve_order", False, attempt)]
+            ("approve_order", False, attempt)
+        ]
         run.fault("approve_order", attempt)
     assert run.state.status is SagaStatus.STUCK
     assert run.state.reason_code is None
@@ -291,19 +315,27 @@ def test_state_survives_a_json_round_trip() -> None:
     assert SagaState.from_json(run.state.to_json()) == run.state
 
 
-@pytest.mark.parametrize(("steps", "error"), [
-    ((Step("a", "x.a"),), "needs a compensation"),
-    ((Step("a", "x.a", "x.b"), Step("a", "x.c", "x.d")), "duplicate"),
-    ((Step("b", "x.a", "x.b", ("a",)),), "must be listed before"),
-    ((Step("a", "x.a", "x.b"), Step("r", "x.r", None, ("a",), StepKind.RETRIABLE)), "follow the pivot"),
-])
+@pytest.mark.parametrize(
+    ("steps", "error"),
+    [
+        ((Step("a", "x.a"),), "needs a compensation"),
+        ((Step("a", "x.a", "x.b"), Step("a", "x.c", "x.d")), "duplicate"),
+        ((Step("b", "x.a", "x.b", ("a",)),), "must be listed before"),
+        (
+            (Step("a", "x.a", "x.b"), Step("r", "x.r", None, ("a",), StepKind.RETRIABLE)),
+            "follow the pivot",
+        ),
+    ],
+)
 def test_invalid_definitions_are_refused(steps: tuple[Step, ...], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         SagaDefinition("bad", steps)
 
 
 def test_backoff_grows_is_capped_and_jitters_within_bounds() -> None:
-    policy = RetryPolicy(max_attempts=10, initial_delay=1.0, multiplier=2.0, max_delay=5.0, jitter=0.2)
+    policy = RetryPolicy(
+        max_attempts=10, initial_delay=1.0, multiplier=2.0, max_delay=5.0, jitter=0.2
+    )
     assert [policy.delay(n, 0.5) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
     assert policy.delay(1, 0.0) == pytest.approx(0.8)
     assert policy.delay(1, 0.999999) == pytest.approx(1.2, abs=1e-5)

@@ -25,7 +25,9 @@ class Command(BaseCommand):
         worker = SagaWorker(config, name=options["name"])
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: worker.stop())
-        self.stdout.write(f"saga worker {worker.name} running (batch {config.claim_batch}, "
-                          f"lease {config.lease_seconds}s); SIGTERM stops it after the current batch")
+        self.stdout.write(
+            f"saga worker {worker.name} running (batch {config.claim_batch}, "
+            f"lease {config.lease_seconds}s); SIGTERM stops it after the current batch"
+        )
         worker.run()
         self.stdout.write(f"saga worker {worker.name} stopped after {worker.processed} sagas")

@@ -39,8 +39,9 @@ class Command(BaseCommand):
                 "admin": self._user("admin", os.environ.get("DEMO_ADMIN_PASSWORD", "admin"), True),
                 "demo": self._user("demo", os.environ.get("DEMO_USER_PASSWORD", "demo"), False),
             }
-        self.stdout.write(f"catalogue: {created} products created, "
-                          f"{len(CATALOGUE) - created} already there")
+        self.stdout.write(
+            f"catalogue: {created} products created, {len(CATALOGUE) - created} already there"
+        )
         for username, token in tokens.items():
             self.stdout.write(f"user {username}: API token {token}")
 
@@ -48,7 +49,8 @@ class Command(BaseCommand):
         users = get_user_model().objects
         user = users.filter(username=username).first()
         if user is None:
-            user = users.create_user(username=username, password=password, is_staff=staff,
-                                     is_superuser=staff)
+            user = users.create_user(
+                username=username, password=password, is_staff=staff, is_superuser=staff
+            )
         token, _ = Token.objects.get_or_create(user=user)
         return token.key
