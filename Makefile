@@ -32,6 +32,8 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
+# The suite runs on PostgreSQL (the real database); the SQLite default has its own end-to-end test.
+test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saga
 test: venv lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -14,6 +14,9 @@ class Product(models.Model):
     # What others may still buy: reservations of in-flight sagas are already taken out
     # (pessimistic view). Changed only by conditional atomic UPDATEs, never read-modify-write.
     available = models.PositiveIntegerField()
+    # Every unit ever put into stock. Conservation: available + units held by live
+    # reservations == received, whatever sagas ran or failed.
+    received = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -97,7 +97,7 @@ class System:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def manage(self, *args: str, timeout: float = 300) -> str:
+    def manage(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         """Run a management command against this system's database; returns its stdout."""
         done = subprocess.run(
             [sys.executable, MANAGE, *args],
@@ -107,7 +107,7 @@ class System:
             timeout=timeout,
             check=False,
         )
-        if done.returncode:
+        if check and done.returncode:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
 

@@ -1,0 +1,119 @@
+"""Reconciliation across the services: the invariants of DESIGN §4, checked from the tables.
+
+This is the one place that reads every service's tables together. It is an operator's audit
+(and the chaos run's verdict), never part of a saga's own path.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.apps import apps
+from django.db.models import Sum
+from django_q.models import Failure, OrmQ
+
+from sagas.core.state import SagaStatus
+from sagas.models import Saga, SagaReply
+
+
+@dataclass
+class AuditReport:
+    sagas: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    queued_tasks: int = 0
+    unread_replies: int = 0
+    failed_tasks: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def unfinished(self) -> int:
+        """Sagas neither terminal nor visibly stuck."""
+        parked = (SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.STUCK)
+        return sum(n for status, n in self.by_status.items() if status not in parked)
+
+    @property
+    def quiet(self) -> bool:
+        return not self.unfinished and not self.queued_tasks and not self.unread_replies
+
+
+def audit(max_listed: int = 20) -> AuditReport:
+    report = AuditReport()
+    Order = apps.get_model("orders", "Order")
+    Charge = apps.get_model("payments", "Charge")
+    Refund = apps.get_model("payments", "Refund")
+    Reservation = apps.get_model("inventory", "Reservation")
+    ReservationLine = apps.get_model("inventory", "ReservationLine")
+    Product = apps.get_model("inventory", "Product")
+    Shipment = apps.get_model("shipping", "Shipment")
+
+    statuses = dict(Saga.objects.filter(type="order").values_list("id", "status"))
+    report.sagas = len(statuses)
+    report.by_status = dict(Counter(statuses.values()))
+    report.queued_tasks = OrmQ.objects.count()
+    report.unread_replies = SagaReply.objects.count()
+    report.failed_tasks = Failure.objects.count()
+
+    charged: dict[str, Decimal] = defaultdict(Decimal)
+    charges_per_saga: Counter[str] = Counter()
+    for saga_id, amount in Charge.objects.values_list("saga_id", "amount"):
+        charged[str(saga_id)] += amount
+        charges_per_saga[str(saga_id)] += 1
+    for saga_id, amount in Refund.objects.values_list("charge__saga_id", "amount"):
+        charged[str(saga_id)] -= amount
+    live_reservations = {
+        str(s)
+        for s in Reservation.objects.filter(status="reserved").values_list("saga_id", flat=True)
+    }
+    live_shipments = Counter(
+        str(s)
+        for s in Shipment.objects.filter(status="scheduled").values_list("saga_id", flat=True)
+    )
+    orders = {str(s): status for s, status in Order.objects.values_list("saga_id", "status")}
+    totals = {str(s.id): Decimal(s.data["total"]) for s in Saga.objects.filter(type="order")}
+
+    problems: list[str] = []
+    for saga_id, status in statuses.items():
+        key = str(saga_id)
+        if status == SagaStatus.COMPLETED:
+            if charges_per_saga[key] != 1 or charged[key] != totals[key]:
+                problems.append(
+                    f"completed {key}: net charge {charged[key]} != total {totals[key]}"
+                )
+            if key not in live_reservations:
+                problems.append(f"completed {key}: no live reservation")
+            if live_shipments[key] != 1:
+                problems.append(f"completed {key}: {live_shipments[key]} live shipments")
+            if orders.get(key) != "approved":
+                problems.append(f"completed {key}: order is {orders.get(key)}")
+        elif status == SagaStatus.FAILED:
+            if charged[key] != 0:
+                problems.append(f"failed {key}: net charge {charged[key]}")
+            if key in live_reservations:
+                problems.append(f"failed {key}: stock still reserved")
+            if live_shipments[key]:
+                problems.append(f"failed {key}: a shipment is live")
+            if orders.get(key) not in (None, "cancelled"):
+                problems.append(f"failed {key}: order is {orders.get(key)}")
+    for key in set(charged) - {str(s) for s in statuses}:
+        problems.append(f"charge for unknown saga {key}")
+
+    held = dict(
+        ReservationLine.objects.filter(reservation__status="reserved")
+        .values("sku")
+        .annotate(n=Sum("quantity"))
+        .values_list("sku", "n")
+    )
+    for sku, available, received in Product.objects.values_list("sku", "available", "received"):
+        if available < 0:
+            problems.append(f"{sku}: negative stock {available}")
+        if available + held.get(sku, 0) != received:
+            problems.append(
+                f"{sku}: stock not conserved: {available} available + {held.get(sku, 0)} held "
+                f"!= {received} received"
+            )
+    report.violations = problems[:max_listed] + (
+        [f"... and {len(problems) - max_listed} more"] if len(problems) > max_listed else []
+    )
+    return report

@@ -1,0 +1,152 @@
+"""Builders for functional tests: a whole system of real processes on its own database, and a
+small API client that drives it over HTTP like a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+
+from sagas.system import System
+
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+OK_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000002"
+NO_FUNDS_CARD = "4000000000009995"
+TRANSIENT_CARD = "4000000000000119"
+
+# Short timings so that retries and deadlines play out within a test.
+FAST = {
+    "DEBUG": "0",
+    "SECRET_KEY": "functional-tests-" + "x" * 50,
+    "SECURE_SSL_REDIRECT": "0",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "LOG_LEVEL": "WARNING",
+    "Q_TIMEOUT": "3",
+    "Q_RETRY": "8",
+    "SAGA_STEP_DEADLINE_SECONDS": "10",
+    "SAGA_LEASE_SECONDS": "5",
+    "SAGA_RETRY_INITIAL_SECONDS": "0.05",
+    "SAGA_RETRY_MAX_SECONDS": "0.5",
+    "SAGA_MAX_ATTEMPTS": "4",
+}
+
+
+def postgres_available() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith("postgres")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one system; dropped afterwards."""
+    name = f"saga_ft_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgres://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Api:
+    """A user of the REST API."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Token {token}"
+
+    def order(
+        self, sku: str = "MUG-002", quantity: int = 1, card: str = OK_CARD, country: str = "FR"
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "items": [{"sku": sku, "quantity": quantity}],
+            "payment": {"card_number": card, "exp_month": 12, "exp_year": 2035, "cvc": "123"},
+            "shipping_address": {
+                "name": "Ada",
+                "line1": "1 rue de la Paix",
+                "city": "Paris",
+                "postal_code": "75002",
+                "country": country,
+            },
+        }
+        answer = self.http.post(f"{self.base}/api/orders/", json=body, timeout=30)
+        assert answer.status_code == 202, answer.text
+        return dict(answer.json())
+
+    def wait(self, order_id: str, seconds: int = 30) -> dict[str, Any]:
+        answer = self.http.get(
+            f"{self.base}/api/orders/{order_id}/", params={"wait": seconds}, timeout=seconds + 10
+        )
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def create_product(self, sku: str, stock: int, price: str = "10.00") -> None:
+        answer = self.http.post(
+            f"{self.base}/api/products/",
+            timeout=30,
+            json={"sku": sku, "name": sku, "price": price, "stock": stock},
+        )
+        assert answer.status_code == 201, answer.text
+
+
+class RunningSystem:
+    def __init__(self, system: System, tokens: dict[str, str]) -> None:
+        self.system = system
+        self.user = Api(system.url, tokens["demo"])
+        self.staff = Api(system.url, tokens["admin"])
+
+    def audit(self) -> dict[str, Any]:
+        """The cross-service invariants (manage.py saga_audit), as a dict."""
+        out = self.system.manage("saga_audit", "--json", check=False)
+        return dict(json.loads(out))
+
+    def wait_quiet(self, timeout: float = 60) -> dict[str, Any]:
+        """The audit once no saga is in flight and no message waits (or at the timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            report = self.audit()
+            quiet = (
+                not report["unfinished"]
+                and not report["queued_tasks"]
+                and not report["unread_replies"]
+            )
+            if quiet or time.monotonic() > deadline:
+                return report
+            time.sleep(0.5)
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        url = self.system.env["DATABASE_URL"]
+        with psycopg.connect(url) as conn:
+            return list(conn.execute(query, params).fetchall())
+
+
+@contextmanager
+def running_system(tmp: Path, database_url: str | None, **env: str) -> Iterator[RunningSystem]:
+    """Migrate, seed and start the whole system; stop it (SIGTERM, then SIGKILL) afterwards."""
+    environ = {**FAST, "CACHE_DIR": str(tmp / "cache"), **env}
+    if database_url:
+        environ["DATABASE_URL"] = database_url
+    else:
+        environ["DATABASE_URL"] = ""
+        environ["SQLITE_PATH"] = str(tmp / "db.sqlite3")
+    system = System(env=environ, log_dir=tmp / "logs", saga_workers=2, q_workers=2)
+    system.manage("migrate", "--no-input")
+    seeded = system.manage("seed_demo")
+    tokens = dict(re.findall(r"user (\w+): API token (\w+)", seeded))
+    system.start()
+    try:
+        yield RunningSystem(system, tokens)
+    finally:
+        system.stop()

@@ -1,0 +1,116 @@
+"""End to end on PostgreSQL: real django-q2 clusters, two saga workers and the ASGI server,
+driven through the REST API; every effect checked in the services' own tables."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.functional.harness import (
+    DECLINED_CARD,
+    NO_FUNDS_CARD,
+    TRANSIENT_CARD,
+    RunningSystem,
+)
+
+pytestmark = pytest.mark.processes
+
+
+def effects(system: RunningSystem, saga_id: str) -> dict[str, Any]:
+    """What each service holds for one saga, read from its own tables."""
+    one = lambda q: system.sql(q, saga_id)  # noqa: E731
+    charged = one("SELECT coalesce(sum(amount), 0) FROM payments_charge WHERE saga_id = %s")
+    refunded = one(
+        "SELECT coalesce(sum(r.amount), 0) FROM payments_refund r "
+        "JOIN payments_charge c ON c.id = r.charge_id WHERE c.saga_id = %s"
+    )
+    return {
+        "charges": one("SELECT count(*) FROM payments_charge WHERE saga_id = %s")[0][0],
+        "net_charge": charged[0][0] - refunded[0][0],
+        "reservation": [
+            r[0] for r in one("SELECT status FROM inventory_reservation WHERE saga_id = %s")
+        ],
+        "shipment": [r[0] for r in one("SELECT status FROM shipping_shipment WHERE saga_id = %s")],
+        "order": [r[0] for r in one("SELECT status FROM orders_order WHERE saga_id = %s")],
+    }
+
+
+def test_a_good_order_completes_with_one_charge_one_reservation_and_one_shipment(
+    pg_system: RunningSystem,
+) -> None:
+    placed = pg_system.user.order(sku="MUG-002", quantity=2)
+    assert placed["status"] == "pending"
+    order = pg_system.user.wait(placed["order_id"])
+    assert order["status"] == "completed", order
+    assert order["reason"] is None
+    assert [s["status"] for s in order["steps"]] == ["succeeded"] * 5
+    assert order["total"] == "25.00"
+    assert effects(pg_system, placed["saga_id"]) == {
+        "charges": 1,
+        "net_charge": Decimal("25.00"),
+        "reservation": ["reserved"],
+        "shipment": ["scheduled"],
+        "order": ["approved"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("card", "sku", "country", "reason"),
+    [
+        (DECLINED_CARD, "MUG-002", "FR", "payment_declined"),
+        (NO_FUNDS_CARD, "MUG-002", "FR", "insufficient_funds"),
+        ("4242424242424242", "RARE-005", "FR", "out_of_stock"),
+        ("4242424242424242", "MUG-002", "AQ", "shipping_unavailable"),
+        (TRANSIENT_CARD, "MUG-002", "FR", "service_unavailable"),
+    ],
+)
+def test_a_failing_order_ends_failed_with_its_reason_and_every_effect_undone(
+    pg_system: RunningSystem, card: str, sku: str, country: str, reason: str
+) -> None:
+    quantity = 50 if reason == "out_of_stock" else 1  # RARE-005 has 5 units
+    placed = pg_system.user.order(sku=sku, quantity=quantity, card=card, country=country)
+    order = pg_system.user.wait(placed["order_id"])
+    assert order["status"] == "failed", order
+    assert order["reason"]["code"] == reason
+    found = effects(pg_system, placed["saga_id"])
+    assert found["net_charge"] == 0
+    assert "reserved" not in found["reservation"]
+    assert "scheduled" not in found["shipment"]
+    assert found["order"] in ([], ["cancelled"])
+    steps = {s["name"]: s for s in order["steps"]}
+    if reason == "service_unavailable":
+        assert steps["charge_payment"]["attempts"] == 4  # SAGA_MAX_ATTEMPTS in the harness
+    if reason == "shipping_unavailable":
+        # The last step failed, so every earlier step was compensated.
+        assert [
+            steps[n]["status"] for n in ("create_order", "reserve_stock", "charge_payment")
+        ] == ["compensated"] * 3
+
+
+def test_fifty_concurrent_orders_for_ten_units_sell_exactly_ten(pg_system: RunningSystem) -> None:
+    pg_system.staff.create_product("SCARCE-10", stock=10)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        placed = list(pool.map(lambda _: pg_system.user.order(sku="SCARCE-10"), range(50)))
+        orders = list(pool.map(lambda p: pg_system.user.wait(p["order_id"]), placed))
+    outcomes = sorted((o["status"], (o["reason"] or {}).get("code")) for o in orders)
+    assert outcomes.count(("completed", None)) == 10
+    assert outcomes.count(("failed", "out_of_stock")) == 40
+    assert pg_system.sql("SELECT available FROM inventory_product WHERE sku = 'SCARCE-10'") == [
+        (0,)
+    ]
+    for order in orders:
+        if order["status"] == "failed":
+            assert effects(pg_system, order["saga_id"])["net_charge"] == 0
+
+
+def test_the_system_is_quiet_and_consistent_after_the_flows(pg_system: RunningSystem) -> None:
+    pg_system.user.wait(pg_system.user.order()["order_id"])
+    report = pg_system.wait_quiet()
+    assert report["violations"] == []
+    assert report["unfinished"] == 0
+    assert report["unread_replies"] == 0
+    assert report["queued_tasks"] == 0
+    assert report["sagas"] == sum(report["by_status"].values()) >= 57

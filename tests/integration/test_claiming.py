@@ -1,0 +1,147 @@
+"""Claiming, leases and fencing on PostgreSQL with real connections from several threads."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from sagas import store, transport
+from sagas.messages import Outcome, Reply
+from sagas.models import Saga, SagaEvent, SagaReply
+from sagas.services import start_saga
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only() -> None:
+    assert connection.vendor == "postgresql", "claim tests need PostgreSQL (set DATABASE_URL)"
+
+
+def order_data() -> dict[str, Any]:
+    return {
+        "order_id": str(uuid.uuid4()),
+        "user_id": 1,
+        "lines": [],
+        "total": "1.00",
+        "currency": "EUR",
+        "payment_token": "pm_x",
+        "shipping_address": {},
+    }
+
+
+def due_sagas(n: int) -> list[uuid.UUID]:
+    ids = [
+        start_saga(saga_type="order", data=order_data(), correlation_id=str(uuid.uuid4())).id
+        for _ in range(n)
+    ]
+    Saga.objects.filter(id__in=ids).update(due_at=timezone.now() - timedelta(seconds=1))
+    return ids
+
+
+def in_threads(*calls: Callable[[], Any]) -> list[Any]:
+    """Run each call in its own thread (its own connection), all released at once."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            results[i] = call()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def reply_for(saga_id: uuid.UUID, step: str = "create_order") -> Reply:
+    return Reply(str(saga_id), step, False, 1, Outcome.OK)
+
+
+def test_concurrent_workers_claim_disjoint_sagas() -> None:
+    ids = set(due_sagas(40))
+    claims = in_threads(*[lambda n=n: store.claim(f"w{n}", 15, 30) for n in range(4)])
+    claimed = [set(c) for c in claims]
+    assert sum(len(c) for c in claimed) == 40
+    assert set().union(*claimed) == ids
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not claimed[a] & claimed[b]
+
+
+def test_a_leased_saga_is_not_claimed_again_until_its_lease_expires() -> None:
+    [saga_id] = due_sagas(1)
+    assert saga_id in store.claim("a", 10, lease_seconds=30)
+    assert store.claim("b", 10, lease_seconds=30) == {}
+    Saga.objects.filter(id=saga_id).update(lease_until=timezone.now() - timedelta(seconds=1))
+    taken = store.claim("b", 10, lease_seconds=30)
+    assert list(taken) == [saga_id]
+    assert Saga.objects.get(id=saga_id).lease_owner == "b"
+
+
+def test_a_worker_whose_lease_was_taken_over_cannot_commit() -> None:
+    [saga_id] = due_sagas(1)
+    stale = store.claim("a", 10, lease_seconds=30)
+    transport.deliver([reply_for(saga_id)])
+    # Worker a pauses past its lease; worker b takes the saga over with a new fence.
+    Saga.objects.filter(id=saga_id).update(lease_until=timezone.now() - timedelta(seconds=1))
+    fresh = store.claim("b", 10, lease_seconds=30)
+    assert fresh[saga_id] == stale[saga_id] + 1
+    events_before = SagaEvent.objects.filter(saga_id=saga_id).count()
+
+    assert store.process("a", stale) == 0  # a wakes up: its fence is stale, nothing is written
+    assert SagaReply.objects.filter(saga_id=saga_id).count() == 1
+    assert SagaEvent.objects.filter(saga_id=saga_id).count() == events_before
+    assert Saga.objects.get(id=saga_id).state["steps"]["create_order"]["status"] == "running"
+
+    assert store.process("b", fresh) == 1  # the rightful holder applies the reply
+    saga = Saga.objects.get(id=saga_id)
+    assert saga.state["steps"]["create_order"]["status"] == "succeeded"
+    assert (saga.lease_owner, saga.lease_until) == ("", None)
+    assert SagaReply.objects.filter(saga_id=saga_id).count() == 0
+
+
+def test_a_reply_delivered_while_a_worker_holds_the_saga_is_not_lost() -> None:
+    [saga_id] = due_sagas(1)
+    claimed = store.claim("a", 10, lease_seconds=30)
+    delivered = threading.Event()
+
+    def deliver_late() -> None:
+        # Blocks on the row lock held by the processing transaction, lands after its commit.
+        try:
+            transport.deliver([reply_for(saga_id, "reserve_stock")])
+            delivered.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=deliver_late)
+    original_record = store.record
+
+    def record_then_let_the_reply_in(*args: Any, **kwargs: Any) -> None:
+        original_record(*args, **kwargs)
+        thread.start()
+        assert not delivered.wait(0.5), "delivery must wait for the worker's row lock"
+
+    store.record = record_then_let_the_reply_in
+    try:
+        assert store.process("a", claimed) == 1
+    finally:
+        store.record = original_record
+    thread.join(10)
+    assert delivered.is_set()
+    saga = Saga.objects.get(id=saga_id)
+    assert saga.due_at is not None and saga.due_at <= timezone.now()  # due again: will be read
+    assert store.process("a", store.claim("a", 10, 30)) == 1
+    assert Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"] == "succeeded"
