@@ -3,9 +3,19 @@ gauges that describe the whole system are read from the database at scrape time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
-from prometheus_client import Counter, Histogram
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -49,3 +59,17 @@ class DatabaseGauges(Collector):
         for row in OrmQ.objects.values("key").annotate(n=Count("id")):
             depth.add_metric([row["key"]], row["n"])
         yield depth
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text: counters from every process (multiprocess mode when
+    PROMETHEUS_MULTIPROC_DIR is set) plus the database gauges, read now."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    gauges = CollectorRegistry()
+    gauges.register(DatabaseGauges())
+    body = generate_latest(registry) + generate_latest(gauges)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -60,7 +61,7 @@ def _operator_action(saga_id: uuid.UUID | str, action: Input) -> Saga:
     with transaction.atomic():
         try:
             saga = Saga.objects.select_for_update(no_key=True).get(id=saga_id)
-        except (Saga.DoesNotExist, ValueError):
+        except (Saga.DoesNotExist, ValidationError, ValueError):
             raise SagaNotFound(f"no saga {saga_id}") from None
         was_stuck = saga.status == SagaStatus.STUCK
         commands, events, rejected = store.apply(saga, [action], now)

@@ -11,10 +11,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
+import psycopg
 from django.conf import settings
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
@@ -188,3 +193,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def scratch_database(
+    url: str, tmp: Path, prefix: str, keep: bool = False
+) -> Iterator[dict[str, str]]:
+    """A fresh database for a whole-system run, as environment entries: a new PostgreSQL
+    database on `url`'s server (dropped afterwards unless `keep`), or a SQLite file in `tmp`."""
+    if not url.startswith("postgres"):
+        yield {"DATABASE_URL": "", "SQLITE_PATH": str(tmp / f"{prefix}.sqlite3")}
+        return
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin_url = urlsplit(url)._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"DATABASE_URL": urlsplit(url)._replace(path=f"/{name}").geturl()}
+    finally:
+        if not keep:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

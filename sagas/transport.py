@@ -12,13 +12,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
-from django.db import connections, router, transaction
+from django.db import router, transaction
 from django.db.models.functions import Now
 from django_q.tasks import async_task
 
 from sagas import faults, metrics
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaReply
+from sagas.notify import notify
 from sagas.participant import perform
 
 log = logging.getLogger(__name__)
@@ -112,12 +113,4 @@ def deliver(replies: list[Reply]) -> None:
             )
         SagaReply.objects.using(using).bulk_create(rows)
         Saga.objects.using(using).filter(id__in=known).update(due_at=Now())
-        wake(using)
-
-
-def wake(using: str = "default") -> None:
-    """Nudge idle saga workers (delivered on commit; polling covers SQLite and lost wake-ups)."""
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [WAKE_CHANNEL])
+        notify(WAKE_CHANNEL, using)  # nudge idle saga workers; polling covers a lost nudge

@@ -11,52 +11,14 @@ import logging
 import os
 import socket
 import threading
-import time
 
-import psycopg
 from django.db import DatabaseError, InterfaceError, close_old_connections, connection
 
 from sagas import store, transport
 from sagas.config import SagaConfig
+from sagas.notify import Listener
 
 log = logging.getLogger("sagas.worker")
-
-
-class Wakeup:
-    """Waits for a NOTIFY on PostgreSQL (a dedicated autocommit connection), else just sleeps."""
-
-    def __init__(self) -> None:
-        self.conn: psycopg.Connection | None = None
-
-    def wait(self, timeout: float) -> None:
-        if connection.vendor != "postgresql":
-            time.sleep(min(timeout, 0.05))  # SQLite: no notifications; poll briskly
-            return
-        try:
-            if self.conn is None or self.conn.closed:
-                self.conn = self._listen()
-            # Returns on the first notification or at the timeout; a burst is coalesced below.
-            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-                pass
-            for _ in self.conn.notifies(timeout=0):
-                pass
-        except psycopg.Error:
-            self.close()
-            time.sleep(min(timeout, 0.5))
-
-    def _listen(self) -> psycopg.Connection:
-        params = connection.get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.pop("prepare_threshold", None)
-        conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(f"LISTEN {transport.WAKE_CHANNEL}")
-        return conn
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-        self.conn = None
 
 
 class SagaWorker:
@@ -67,7 +29,7 @@ class SagaWorker:
         self.processed = 0
 
     def run(self) -> None:
-        wakeup = Wakeup()
+        wakeup = Listener(transport.WAKE_CHANNEL)
         log.info("saga worker started", extra={"worker": self.name})
         failures = 0
         try:

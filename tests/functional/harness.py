@@ -7,7 +7,6 @@ import json
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +15,7 @@ from typing import Any
 import psycopg
 import requests
 
-from sagas.system import System
-
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+from sagas.system import System, scratch_database
 
 OK_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
@@ -42,21 +39,13 @@ FAST = {
 }
 
 
-def postgres_available() -> bool:
-    return os.environ.get("DATABASE_URL", "").startswith("postgres")
-
-
 @contextmanager
 def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one system; dropped afterwards."""
-    name = f"saga_ft_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh, empty PostgreSQL database for one system, beside DATABASE_URL's; dropped after."""
+    url = os.environ.get("DATABASE_URL", "")
+    assert url.startswith("postgres"), "functional tests need DATABASE_URL=postgres://..."
+    with scratch_database(url, Path("/nonexistent"), "saga_ft") as env:
+        yield env["DATABASE_URL"]
 
 
 class Api:

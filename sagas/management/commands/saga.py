@@ -1,0 +1,135 @@
+"""`manage.py saga list|show|retry|compensate|purge`: inspect and repair sagas from a shell."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from sagas import services
+from sagas.core.state import SagaStatus
+from sagas.exceptions import SagaError
+from sagas.models import Saga
+
+STATUSES = [s.value for s in SagaStatus]
+
+
+class Command(BaseCommand):
+    help = "Inspect and repair sagas: list, show, retry, compensate, purge."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        listing = sub.add_parser("list", help="list sagas, newest first")
+        listing.add_argument("--status", choices=STATUSES)
+        listing.add_argument("--type")
+        listing.add_argument("--limit", type=int, default=20)
+        show = sub.add_parser("show", help="one saga: steps and event timeline")
+        show.add_argument("saga_id")
+        show.add_argument("--json", action="store_true")
+        for name, text in (
+            ("retry", "give a stuck saga's stalled steps a fresh round"),
+            ("compensate", "turn a saga back and undo what it did"),
+        ):
+            action = sub.add_parser(name, help=text)
+            action.add_argument("saga_ids", nargs="+", metavar="saga_id")
+        purge = sub.add_parser("purge", help="delete finished sagas older than --days")
+        purge.add_argument("--days", type=float, required=True)
+        purge.add_argument("--dry-run", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        getattr(self, f"do_{options['action']}")(options)
+
+    def do_list(self, options: dict[str, Any]) -> None:
+        if options["limit"] < 1:
+            raise CommandError("--limit must be at least 1")
+        sagas = Saga.objects.order_by("-created_at")
+        if options["status"]:
+            sagas = sagas.filter(status=options["status"])
+        if options["type"]:
+            sagas = sagas.filter(type=options["type"])
+        rows = list(sagas[: options["limit"]])
+        for saga in rows:
+            reason = f" {saga.reason_code}" if saga.reason_code else ""
+            self.stdout.write(
+                f"{saga.id}  {saga.type:<8} {saga.status:<12}{reason:<22} "
+                f"{saga.created_at:%Y-%m-%d %H:%M:%S}  {saga.correlation_id}"
+            )
+        self.stdout.write(f"{len(rows)} saga(s) shown")
+
+    def do_show(self, options: dict[str, Any]) -> None:
+        saga = self._get(options["saga_id"])
+        events = list(saga.events.order_by("id").values("at", "kind", "step", "attempt", "detail"))
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "id": str(saga.id),
+                        "type": saga.type,
+                        "status": saga.status,
+                        "reason": {"code": saga.reason_code, "message": saga.reason_message}
+                        if saga.reason_code
+                        else None,
+                        "steps": saga.state["steps"],
+                        "events": events,
+                    },
+                    default=str,
+                    indent=2,
+                )
+            )
+            return
+        self.stdout.write(
+            f"saga {saga.id} ({saga.type}) {saga.status} "
+            f"{saga.reason_code or ''} {saga.reason_message or ''}".rstrip()
+        )
+        for name, step in saga.state["steps"].items():
+            self.stdout.write(
+                f"  step {name:<20} {step['status']:<13} attempts "
+                f"{step['attempts']} compensations {step['compensation_attempts']}"
+                f"{'  STALLED' if step['stalled'] else ''}"
+            )
+        for event in events:
+            where = f" {event['step']}#{event['attempt']}" if event["step"] else ""
+            detail = f" {event['detail']}" if event["detail"] else ""
+            self.stdout.write(f"  {event['at']:%H:%M:%S.%f} {event['kind']}{where}{detail}")
+
+    def do_retry(self, options: dict[str, Any]) -> None:
+        self._each(options["saga_ids"], lambda i: services.retry_saga(saga_id=i))
+
+    def do_compensate(self, options: dict[str, Any]) -> None:
+        self._each(options["saga_ids"], lambda i: services.compensate_saga(saga_id=i))
+
+    def do_purge(self, options: dict[str, Any]) -> None:
+        if options["days"] < 0:
+            raise CommandError("--days must not be negative")
+        cutoff = timezone.now() - timedelta(days=options["days"])
+        finished = Saga.objects.filter(
+            status__in=[SagaStatus.COMPLETED, SagaStatus.FAILED], finished_at__lt=cutoff
+        )
+        count = finished.count()
+        if options["dry_run"]:
+            self.stdout.write(f"{count} finished saga(s) would be purged")
+            return
+        finished.delete()  # events and replies go with them (cascade)
+        self.stdout.write(f"{count} finished saga(s) purged")
+
+    def _each(self, saga_ids: list[str], action: Any) -> None:
+        failed = 0
+        for saga_id in saga_ids:
+            try:
+                saga = action(saga_id)
+                self.stdout.write(f"{saga.id}: {saga.status}")
+            except SagaError as exc:
+                failed += 1
+                self.stderr.write(f"{saga_id}: {exc}")
+        if failed:
+            raise CommandError(f"{failed} of {len(saga_ids)} saga(s) could not be changed")
+
+    def _get(self, saga_id: str) -> Saga:
+        try:
+            return Saga.objects.get(id=saga_id)
+        except (Saga.DoesNotExist, ValidationError, ValueError):
+            raise CommandError(f"no saga {saga_id}") from None

@@ -1,0 +1,55 @@
+"""PostgreSQL LISTEN/NOTIFY wake-ups: a NOTIFY sent inside a transaction is delivered on commit
+(dropped on rollback), so it is a safe nudge beside an outbox row. Polling stays the safety net."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+from django.db import connections
+
+
+def notify(channel: str, using: str = "default") -> None:
+    """Queue a wake-up on `channel`, delivered when the current transaction commits."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [channel])
+
+
+class Listener:
+    """Waits for notifications on one channel over a dedicated autocommit connection."""
+
+    def __init__(self, channel: str, using: str = "default") -> None:
+        self.channel, self.using = channel, using
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def wait(self, timeout: float) -> None:
+        """Return at the first notification (a burst counts as one) or after `timeout`."""
+        if connections[self.using].vendor != "postgresql":
+            time.sleep(min(timeout, 0.05))  # SQLite: no notifications; poll briskly
+            return
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = self._connect()
+            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+                pass
+            for _ in self.conn.notifies(timeout=0):
+                pass
+        except psycopg.Error:
+            self.close()  # reconnect at the next wait; meanwhile behave like a short poll
+            time.sleep(min(timeout, 0.5))
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        params = connections[self.using].get_connection_params()
+        for key in ("cursor_factory", "context", "prepare_threshold"):
+            params.pop(key, None)
+        conn = psycopg.connect(**params, autocommit=True)
+        conn.execute(f'LISTEN "{self.channel}"')
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
