@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets, served locally (no CDN)
     "django_q",
     "django_prometheus",
     "channels",
@@ -98,7 +99,13 @@ TEMPLATES = [
 # SQLite serialises writers; PostgreSQL is the production database.
 SQLITE_PATH = Path(os.environ.get("SQLITE_PATH", BASE_DIR / "var" / "db.sqlite3"))
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
-CONN_MAX_AGE = env_int("CONN_MAX_AGE", 60)
+# The ASGI server (sagaproject/asgi.py sets SAGA_SERVER=asgi) runs each request's sync code in a
+# fresh thread, so persistent per-thread connections would leak: it uses a connection pool
+# instead. Worker processes fork (django-q2), where a pool breaks: they keep one persistent
+# connection each (django-q2 reconnects around every task otherwise, which dominates throughput).
+ASGI_SERVER = os.environ.get("SAGA_SERVER") == "asgi"
+CONN_MAX_AGE = 0 if ASGI_SERVER else env_int("CONN_MAX_AGE", 60)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
 
 
 def database_config(url: str) -> dict[str, Any]:
@@ -127,6 +134,8 @@ def database_config(url: str) -> dict[str, Any]:
             f" -c idle_in_transaction_session_timeout={env_int('DB_IDLE_TX_TIMEOUT_MS', 20000)}"
         )
         config["OPTIONS"]["connect_timeout"] = 10
+        if ASGI_SERVER:
+            config["OPTIONS"]["pool"] = {"min_size": 2, "max_size": DB_POOL_MAX_SIZE, "timeout": 10}
     return config
 
 
@@ -174,22 +183,47 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- REST framework ---------------------------------------------------------------------------
+# Orders placed per user: a DRF rate ("100/second", "20/minute"); empty turns the limit off.
+ORDER_THROTTLE_RATE = os.environ.get("ORDER_THROTTLE_RATE", "100/second").strip()
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", True)  # off: /api/schema/ and /api/docs/ need a user
+METRICS_REQUIRE_STAFF = env_bool("METRICS_REQUIRE_STAFF", False)  # on: /metrics needs staff
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 50,
+    "DEFAULT_PARSER_CLASSES": ["sagas.api.parsers.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "sagas.api.pagination.StrictLimitOffsetPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"orders": ORDER_THROTTLE_RATE or None},
     "EXCEPTION_HANDLER": "sagas.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Order saga orchestrator",
-    "DESCRIPTION": "Orders placed as sagas across the Order, Payment, Inventory and Shipping services.",
+    "DESCRIPTION": (
+        "Orders placed as sagas across the Order, Payment, Inventory and Shipping services. "
+        "Authenticate with `Authorization: Token <key>`. Every error has the shape "
+        '`{"code", "message", "fields"?}` with a stable `code`.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["sagas.api.permissions.DocsAccess"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sagas.api.schema.close_request_objects",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "SagaStatusEnum": "sagas.api.serializers.SAGA_STATUSES",
+        "OrderStatusEnum": "sagas.api.serializers.ORDER_STATUSES",
+        "AcceptedStatusEnum": "sagas.api.serializers.ACCEPTED_STATUSES",
+    },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 256 * 1024)
 
@@ -212,6 +246,8 @@ SERVICE_QUEUES = ("orders", "payments", "inventory", "shipping")
 Q_CLUSTER = {
     "name": "sagaproject",
     "orm": "default",
+    # SKIP LOCKED claims and LISTEN/NOTIFY wake-ups on PostgreSQL; the stock ORM broker on SQLite.
+    "broker_class": "sagas.broker.PostgresBroker",
     "workers": env_int("Q_WORKERS", 2),
     "timeout": Q_TIMEOUT,
     "retry": Q_RETRY,

@@ -4,14 +4,21 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from sagas.api.public import Metrics
 from sagas.health import healthz, readyz
 
 urlpatterns = [
-    path("api/", include("sagas.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/", include("sagas.api.urls")),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", Metrics.as_view(), name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
 ]
+
+# Errors Django answers itself come out in the API's error shape on /api/ paths.
+handler400 = "sagas.api.errors.handler400"
+handler403 = "sagas.api.errors.handler403"
+handler404 = "sagas.api.errors.handler404"
+handler500 = "sagas.api.errors.handler500"

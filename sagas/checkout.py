@@ -1,18 +1,27 @@
 """Placing an order: price the lines from the catalogue, tokenise the card in the Payment
-Service, and start the order saga. Nothing here waits on a service's queue."""
+Service, and start the order saga, at most once per Idempotency-Key. Nothing here waits on a
+service's queue."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from django.db import IntegrityError, transaction
 
 from inventory.selectors import products_by_sku
 from orders.saga import ORDER_SAGA
 from payments.exceptions import InvalidCard
 from payments.services import tokenize_card
-from sagas.models import Saga
+from sagas.core.state import SagaStatus
+from sagas.models import IdempotencyKey
 from sagas.services import start_saga
+
+# Every amount column downstream (order total, charge) is NUMERIC(12, 2).
+MAX_ORDER_TOTAL = Decimal("9999999999.99")
+ACCEPTED = 202
 
 
 class OrderRejected(Exception):
@@ -23,21 +32,115 @@ class OrderRejected(Exception):
         self.fields = fields
 
 
+class IdempotencyKeyReused(Exception):
+    """The key was first used with a different request body."""
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's Idempotency-Key, scoped to the user who sent it, and its request's digest."""
+
+    owner_id: int
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """The answer to an order request; `replayed` is true when it is a stored first answer."""
+
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
 def place_order(
     *,
     owner_id: int,
     items: list[dict[str, Any]],
     payment: dict[str, Any],
     shipping_address: dict[str, str],
-) -> Saga:
+    idempotency: Idempotency | None = None,
+) -> PlacedOrder:
+    """Start an order saga and answer with its ids; `pending` until the saga finishes.
+
+    With an idempotency key, the key row is inserted first, in the transaction that tokenises the
+    card and starts the saga: of two concurrent requests with one key, the second blocks on the
+    unique constraint until the first commits, then finds and returns the stored answer, so one
+    saga starts. Rejections (OrderRejected) roll the key back: a corrected request may reuse it.
+    Raises OrderRejected or IdempotencyKeyReused.
+    """
+    if idempotency is not None:
+        stored = stored_answer(idempotency)
+        if stored is not None:
+            return stored
+    lines, total, currency = priced_lines(items)
+    order_id, saga_id = uuid.uuid4(), uuid.uuid4()
+    body = {"order_id": str(order_id), "saga_id": str(saga_id), "status": SagaStatus.PENDING.value}
+    try:
+        with transaction.atomic():
+            key_row = None if idempotency is None else _claim_key(idempotency, body)
+            method = _tokenize(payment)
+            saga = start_saga(
+                saga_type=ORDER_SAGA,
+                data={
+                    "order_id": str(order_id),
+                    "user_id": owner_id,
+                    "lines": lines,
+                    "total": str(total),
+                    "currency": currency,
+                    "payment_token": method.token,
+                    "card": {"brand": method.brand, "last4": method.last4},
+                    "shipping_address": shipping_address,
+                },
+                correlation_id=str(order_id),
+                owner_id=owner_id,
+                saga_id=saga_id,
+            )
+            if key_row is not None:
+                IdempotencyKey.objects.filter(pk=key_row.pk).update(saga=saga)
+    except _KeyTaken:
+        assert idempotency is not None
+        stored = stored_answer(idempotency)
+        if stored is None:  # the first request was rejected and rolled back meanwhile
+            return place_order(
+                owner_id=owner_id,
+                items=items,
+                payment=payment,
+                shipping_address=shipping_address,
+                idempotency=idempotency,
+            )
+        return stored
+    return PlacedOrder(ACCEPTED, body)
+
+
+def stored_answer(idempotency: Idempotency) -> PlacedOrder | None:
+    """The first answer given under this key, or None if the key is new.
+
+    Raises IdempotencyKeyReused if the key was first used with a different body.
+    """
+    row = (
+        IdempotencyKey.objects.filter(owner_id=idempotency.owner_id, key=idempotency.key)
+        .only("request_hash", "status_code", "response")
+        .first()
+    )
+    if row is None:
+        return None
+    if row.request_hash != idempotency.request_hash:
+        raise IdempotencyKeyReused(idempotency.key)
+    return PlacedOrder(row.status_code, dict(row.response), replayed=True)
+
+
+def priced_lines(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Decimal, str]:
+    """The order lines priced from the catalogue, their total and currency (never the client's)."""
     skus = [item["sku"] for item in items]
     products = products_by_sku(skus)
     unknown = [sku for sku in skus if sku not in products]
     if unknown:
-        raise OrderRejected({"items": [f"unknown SKU: {', '.join(sorted(unknown))}"]})
+        raise OrderRejected({"items": [f"Unknown SKU: {', '.join(sorted(unknown))}."]})
     currencies = {products[sku]["currency"] for sku in skus}
     if len(currencies) > 1:
-        raise OrderRejected({"items": ["all items must be priced in one currency"]})
+        raise OrderRejected({"items": ["All items must be priced in one currency."]})
     lines = [
         {
             "sku": item["sku"],
@@ -47,9 +150,40 @@ def place_order(
         for item in items
     ]
     total = sum((Decimal(line["unit_price"]) * line["quantity"] for line in lines), Decimal("0"))
+    # A charge must be positive and fit its column; otherwise the saga would fault, not refuse.
+    if not Decimal("0") < total <= MAX_ORDER_TOTAL:
+        raise OrderRejected(
+            {"items": [f"The order total must be above 0 and at most {MAX_ORDER_TOTAL}."]}
+        )
+    return lines, total, currencies.pop()
+
+
+class _KeyTaken(Exception):
+    """Another request holds (or held) this idempotency key."""
+
+
+def _claim_key(idempotency: Idempotency, body: dict[str, Any]) -> IdempotencyKey:
+    """Insert the key row with the answer it will give. Call inside the saga's transaction.
+
+    On PostgreSQL the insert waits while a concurrent transaction holds the same key.
+    """
+    try:
+        with transaction.atomic():  # a savepoint: the outer transaction stays usable to roll back
+            return IdempotencyKey.objects.create(
+                owner_id=idempotency.owner_id,
+                key=idempotency.key,
+                request_hash=idempotency.request_hash,
+                status_code=ACCEPTED,
+                response=body,
+            )
+    except IntegrityError:
+        raise _KeyTaken from None
+
+
+def _tokenize(payment: dict[str, Any]) -> Any:
     try:
         # The card number and CVC stop here: only the token travels on.
-        method = tokenize_card(
+        return tokenize_card(
             number=payment["card_number"],
             exp_month=payment["exp_month"],
             exp_year=payment["exp_year"],
@@ -61,17 +195,3 @@ def place_order(
             for name, messages in invalid.field_errors.items()
         }
         raise OrderRejected({"payment": errors}) from None
-    order_id = uuid.uuid4()
-    data = {
-        "order_id": str(order_id),
-        "user_id": owner_id,
-        "lines": lines,
-        "total": str(total),
-        "currency": currencies.pop(),
-        "payment_token": method.token,
-        "card": {"brand": method.brand, "last4": method.last4},
-        "shipping_address": shipping_address,
-    }
-    return start_saga(
-        saga_type=ORDER_SAGA, data=data, correlation_id=str(order_id), owner_id=owner_id
-    )
