@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.http import HttpResponse
-from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.utils import extend_schema
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
@@ -16,6 +15,7 @@ from rest_framework.views import APIView
 
 from sagas.api.config import api_config
 from sagas.api.permissions import MetricsAccess
+from sagas.metrics import metrics_view
 
 
 class _AnyAccept(BaseContentNegotiation):
@@ -41,4 +41,4 @@ class Metrics(APIView):
         return super().get_authenticators() if api_config().metrics_require_staff else []
 
     def get(self, request: Request) -> HttpResponse:
-        return ExportToDjangoView(request._request)
+        return metrics_view(request._request)

@@ -25,9 +25,7 @@ _names = itertools.count(1)
 
 def user(*, staff: bool = False, name: str = "") -> User:
     username = name or f"{'staff' if staff else 'user'}{next(_names)}-{uuid.uuid4().hex[:6]}"
-    return User.objects.create_user(
-        username=username, password="not-used", is_staff=staff
-    )
+    return User.objects.create_user(username=username, password="not-used", is_staff=staff)
 
 
 def client_for(who: User) -> APIClient:
@@ -43,6 +41,10 @@ def anonymous() -> APIClient:
 
 
 def product(sku: str = "MUG-002", *, stock: int = 100, price: str = "12.50") -> Product:
+    """The catalogue product `sku`, added if it is not there yet."""
+    existing = Product.objects.filter(sku=sku).first()
+    if existing is not None:
+        return existing
     return create_product(
         sku=sku, name=f"Product {sku}", price=Decimal(price), currency="EUR", stock=stock
     )

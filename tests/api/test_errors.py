@@ -1,0 +1,117 @@
+"""One error shape for every error on /api/, including the ones Django answers itself, and the
+throttle on placing orders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import RequestDataTooBig
+from django.test import RequestFactory
+from pytest_django.fixtures import Settings
+
+from sagas.api import errors, views
+from tests.api.builders import client_for, created_rows, place, product, user
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_error_shape(answer: Any, status: int, code: str) -> None:
+    assert answer.status_code == status
+    assert answer["Content-Type"] == "application/json"
+    body = answer.json()
+    assert set(body) <= {"code", "message", "fields"}
+    assert body["code"] == code
+    assert isinstance(body["message"], str) and body["message"]
+
+
+def test_an_unknown_api_path_is_a_json_404() -> None:
+    assert_error_shape(client_for(user()).get("/api/nothing-here/"), 404, "not_found")
+
+
+def test_a_malformed_id_in_an_api_path_is_a_json_404() -> None:
+    assert_error_shape(client_for(user()).get("/api/orders/not-a-uuid/"), 404, "not_found")
+    staff = client_for(user(staff=True))
+    assert_error_shape(staff.post("/api/sagas/42/compensate/"), 404, "not_found")
+
+
+def test_a_404_outside_the_api_stays_html() -> None:
+    answer = client_for(user()).get("/not-the-api/")
+
+    assert answer.status_code == 404
+    assert not answer["Content-Type"].startswith("application/json")
+
+
+def test_an_unsupported_method_is_a_405_in_the_error_shape() -> None:
+    assert_error_shape(client_for(user()).delete("/api/orders/"), 405, "method_not_allowed")
+
+
+def test_asking_for_anything_but_json_is_a_406() -> None:
+    answer = client_for(user()).get("/api/products/", HTTP_ACCEPT="text/html")
+
+    assert_error_shape(answer, 406, "not_acceptable")
+
+
+def test_a_crash_in_a_view_is_a_json_500_without_details(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(views, "catalogue", broken)
+    client = client_for(user())
+    client.raise_request_exception = False
+
+    answer = client.get("/api/products/")
+
+    assert_error_shape(answer, 500, "server_error")
+    assert b"secret internals" not in answer.content
+
+
+def test_a_disallowed_host_on_the_api_is_a_json_400() -> None:
+    answer = client_for(user()).get("/api/products/", HTTP_HOST="evil.example")
+
+    assert_error_shape(answer, 400, "bad_request")
+
+
+def test_a_body_django_finds_too_large_is_a_json_413() -> None:
+    request = RequestFactory().post("/api/orders/")
+
+    answer = errors.handler400(request, RequestDataTooBig())
+
+    assert answer.status_code == 413
+    assert answer["Content-Type"] == "application/json"
+
+
+# --- Throttle --------------------------------------------------------------------------------
+
+
+def fresh_throttle_cache(settings: Settings) -> None:
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def test_placing_orders_faster_than_the_rate_is_throttled_with_429(settings: Settings) -> None:
+    fresh_throttle_cache(settings)
+    settings.ORDER_THROTTLE_RATE = "2/minute"
+    product()
+    client = client_for(user())
+    assert [place(client).status_code for _ in range(2)] == [202, 202]
+    before = created_rows()
+
+    answer = place(client)
+
+    assert_error_shape(answer, 429, "throttled")
+    assert int(answer["Retry-After"]) > 0
+    assert created_rows() == before
+    assert client.get("/api/orders/").status_code == 200  # reading is not throttled
+    assert place(client_for(user())).status_code == 202  # the limit is per user
+
+
+def test_an_empty_rate_turns_the_throttle_off(settings: Settings) -> None:
+    fresh_throttle_cache(settings)
+    settings.ORDER_THROTTLE_RATE = "1/minute"
+    product()
+    client = client_for(user())
+    assert [place(client).status_code for _ in range(2)] == [202, 429]
+
+    settings.ORDER_THROTTLE_RATE = ""
+
+    assert [place(client).status_code for _ in range(3)] == [202, 202, 202]

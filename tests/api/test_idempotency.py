@@ -1,0 +1,184 @@
+"""Idempotency-Key on order creation (Stripe's semantics, scoped per user)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+
+from sagas import checkout
+from sagas.models import IdempotencyKey, Saga
+from tests.api.builders import client_for, created_rows, order_body, place, product, user
+
+pytestmark = pytest.mark.django_db
+
+
+def key() -> str:
+    return str(uuid.uuid4())
+
+
+def test_the_same_key_and_body_replay_the_first_answer_and_start_nothing_new() -> None:
+    product()
+    client = client_for(user())
+    body, same_key = order_body(), key()
+    first = place(client, body, HTTP_IDEMPOTENCY_KEY=same_key)
+    after_first = created_rows()
+
+    again = place(client, body, HTTP_IDEMPOTENCY_KEY=same_key)
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()  # the same order_id and saga_id
+    assert again["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert created_rows() == after_first  # no saga, no command, no card token, no key
+
+
+def test_the_key_ignores_the_order_of_json_object_keys() -> None:
+    product()
+    client = client_for(user())
+    body, same_key = order_body(), key()
+    first = place(client, body, HTTP_IDEMPOTENCY_KEY=same_key)
+    reordered = dict(reversed(list(body.items())))
+
+    again = place(client, reordered, HTTP_IDEMPOTENCY_KEY=same_key)
+
+    assert again.json() == first.json()
+
+
+def test_the_same_key_with_a_different_body_is_refused_with_422() -> None:
+    product()
+    client = client_for(user())
+    same_key = key()
+    place(client, order_body(quantity=1), HTTP_IDEMPOTENCY_KEY=same_key)
+    before = created_rows()
+
+    answer = place(client, order_body(quantity=2), HTTP_IDEMPOTENCY_KEY=same_key)
+
+    assert answer.status_code == 422
+    assert answer.json()["code"] == "idempotency_key_reused"
+    assert created_rows() == before
+
+
+def test_keys_are_scoped_per_user() -> None:
+    product()
+    shared_key, body = key(), order_body()
+
+    mine = place(client_for(user()), body, HTTP_IDEMPOTENCY_KEY=shared_key)
+    theirs = place(client_for(user()), body, HTTP_IDEMPOTENCY_KEY=shared_key)
+
+    assert mine.status_code == theirs.status_code == 202
+    assert mine.json()["order_id"] != theirs.json()["order_id"]
+
+
+def test_without_a_key_each_request_is_a_new_order() -> None:
+    product()
+    client, body = client_for(user()), order_body()
+
+    first = place(client, body)
+    second = place(client, body)
+
+    assert first.json()["order_id"] != second.json()["order_id"]
+    assert Saga.objects.count() == 2
+
+
+def test_a_rejected_request_is_not_stored_so_the_key_can_be_reused_once_fixed() -> None:
+    product()
+    client, same_key = client_for(user()), key()
+    rejected = place(client, order_body(sku="NO-SUCH-SKU"), HTTP_IDEMPOTENCY_KEY=same_key)
+    assert rejected.status_code == 400
+    assert not IdempotencyKey.objects.exists()
+
+    fixed = place(client, order_body(), HTTP_IDEMPOTENCY_KEY=same_key)
+
+    assert fixed.status_code == 202
+
+
+def test_a_key_longer_than_255_characters_is_refused() -> None:
+    product()
+    before = created_rows()
+
+    answer = place(client_for(user()), order_body(), HTTP_IDEMPOTENCY_KEY="k" * 256)
+
+    assert answer.status_code == 400
+    assert "Idempotency-Key" in answer.json()["fields"]
+    assert created_rows() == before
+
+
+def test_a_key_of_exactly_255_characters_is_accepted() -> None:
+    product()
+
+    answer = place(client_for(user()), order_body(), HTTP_IDEMPOTENCY_KEY="k" * 255)
+
+    assert answer.status_code == 202
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "tab\there", "\x00"])
+def test_a_malformed_key_is_refused(bad: str) -> None:
+    product()
+
+    answer = place(client_for(user()), order_body(), HTTP_IDEMPOTENCY_KEY=bad)
+
+    assert answer.status_code == 400
+    assert "Idempotency-Key" in answer.json()["fields"]
+
+
+def test_the_stored_request_digest_does_not_hold_the_card_number() -> None:
+    product()
+    place(client_for(user()), order_body(), HTTP_IDEMPOTENCY_KEY=key())
+
+    stored = IdempotencyKey.objects.get()
+
+    assert "4242424242424242" not in repr(stored.__dict__)
+    assert len(stored.request_hash) == 64
+
+
+# --- Two requests with one key at the same moment -------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_requests_with_one_key_start_exactly_one_saga(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: SQLite serialises the two requests anyway")
+    product()
+    owner = user()
+    body, same_key = order_body(), key()
+    # Slow the first request down inside its transaction, so the second arrives while the
+    # first holds the key uncommitted.
+    tokenize = checkout.tokenize_card
+
+    def slow_tokenize(**card: Any) -> Any:
+        threading.Event().wait(0.3)
+        return tokenize(**card)
+
+    monkeypatch.setattr(checkout, "tokenize_card", slow_tokenize)
+    start = threading.Barrier(2)
+    answers: list[Any] = []
+    failures: list[BaseException] = []
+
+    def request() -> None:
+        try:
+            client = client_for(owner)
+            start.wait(timeout=10)
+            answers.append(place(client, body, HTTP_IDEMPOTENCY_KEY=same_key))
+        except BaseException as exc:  # surfaced below: a thread's exception is otherwise lost
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert not failures
+    assert [answer.status_code for answer in answers] == [202, 202]
+    assert answers[0].json() == answers[1].json()
+    assert Saga.objects.count() == 1
+    assert IdempotencyKey.objects.get().saga_id == Saga.objects.get().id
+    assert created_rows()["payment_methods"] == 1  # the second never reached the card
