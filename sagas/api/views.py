@@ -170,7 +170,9 @@ class OrderList(generics.ListAPIView):
                 "This Idempotency-Key was used with a different request body.",
             ) from None
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else None
-        return Response(placed.body, status=placed.status_code, headers=headers)
+        # Through the serializer, so a replay (stored as jsonb, keys reordered) reads the same.
+        answer = s.OrderAcceptedSerializer(placed.body).data
+        return Response(answer, status=placed.status_code, headers=headers)
 
     def _owner_id(self, request: Request, data: dict[str, Any]) -> int:
         if "user_id" not in data:
