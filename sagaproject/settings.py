@@ -53,10 +53,11 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets, served locally (no CDN)
+    # Before django_q: its `qcluster` command wraps django-q2's with a watchdog (sagas.cluster).
+    "sagas",
     "django_q",
     "django_prometheus",
     "channels",
-    "sagas",
     "orders",
     "payments",
     "inventory",
@@ -135,6 +136,8 @@ def database_config(url: str) -> dict[str, Any]:
         )
         config["OPTIONS"]["connect_timeout"] = 10
         if ASGI_SERVER:
+            # With CONN_HEALTH_CHECKS on, Django has the pool test each connection on checkout,
+            # so a connection killed by a restart or failover is replaced, not handed out.
             config["OPTIONS"]["pool"] = {"min_size": 2, "max_size": DB_POOL_MAX_SIZE, "timeout": 10}
     return config
 

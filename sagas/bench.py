@@ -86,6 +86,7 @@ def latency(driver: Driver, count: int) -> list[float]:
         for created, finished in Saga.objects.filter(id__in=ids).values_list(
             "created_at", "finished_at"
         )
+        if finished is not None
     ]
 
 

@@ -18,6 +18,7 @@ from django.db import DatabaseError, connections
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 
+from sagas import cluster
 from sagas.notify import Listener, notify
 
 log = logging.getLogger(__name__)
@@ -76,3 +77,8 @@ class PostgresBroker(ORM):
             return tasks
         self._listener.wait(max(Conf.POLL, MAX_IDLE_WAIT))
         return None
+
+    def acknowledge(self, task_id: Any) -> Any:
+        done = super().acknowledge(task_id)
+        cluster.mark("acknowledged")  # the watchdog's sign of life (sagas.cluster)
+        return done

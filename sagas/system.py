@@ -42,15 +42,9 @@ class Proc:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def children(self) -> list[int]:
-        """Direct child pids (a django-q2 sentinel forks its workers, pusher and monitor)."""
-        if not self.alive:
-            return []
-        try:
-            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(pid) for pid in text.split()]
+    def descendants(self) -> list[int]:
+        """Pids below this process (qcluster -> sentinel -> workers, pusher and monitor)."""
+        return descendants(self.pid) if self.alive else []
 
 
 @dataclass
@@ -214,3 +208,18 @@ def scratch_database(
         if not keep:
             with psycopg.connect(admin_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, parents before their children."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        current = pending.pop(0)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        found += map(int, children)
+        pending += map(int, children)
+    return found

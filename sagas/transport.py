@@ -16,7 +16,7 @@ from django.db import router, transaction
 from django.db.models.functions import Now
 from django_q.tasks import async_task
 
-from sagas import faults, metrics
+from sagas import cluster, faults, metrics
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaReply
 from sagas.notify import notify
@@ -45,6 +45,7 @@ def execute(batch: list[dict]) -> int:
     """The django-q2 task body: perform each command in its own local transaction, then reply."""
     replies = [_run(Command.from_dict(raw)) for raw in batch]
     deliver(replies)
+    cluster.mark("executed")
     return len(replies)
 
 

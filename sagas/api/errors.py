@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, serializers, status
@@ -35,6 +36,7 @@ _STATUS_CODES = {
     status.HTTP_422_UNPROCESSABLE_ENTITY: "unprocessable",
     status.HTTP_429_TOO_MANY_REQUESTS: "throttled",
     status.HTTP_500_INTERNAL_SERVER_ERROR: "server_error",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "service_unavailable",
 }
 INVALID_MESSAGE = "The request has invalid fields."
 
@@ -70,6 +72,15 @@ def error_body(code: str, message: str, fields: Any = None) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database went away (restart, failover, a killed connection): nothing was
+        # committed, so the client may retry, with its Idempotency-Key for an order.
+        log.warning("database unavailable", extra={"error": str(exc)[:200]})
+        return Response(
+            error_body("service_unavailable", "The database is unavailable; retry shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, SagaError):
         http_status: int = status.HTTP_400_BAD_REQUEST
         if isinstance(exc, SagaNotFound):

@@ -1,0 +1,379 @@
+"""The chaos run: the real system on PostgreSQL under a seeded storm of faults, then the
+invariants of DESIGN §4 checked across every service.
+
+Faults: SIGKILL of saga workers and django-q2 workers (restarted), SIGSTOP of a saga worker past
+its lease then SIGCONT, pg_terminate_backend of the system's connections, duplicated commands and
+replies, and handler errors, delays and mid-handler crashes through SAGA_FAULTS. Every draw comes
+from one seeded generator, so the schedule of a run can be replayed (the processes' timing cannot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import requests
+
+from sagas.audit import AuditReport
+from sagas.system import Proc, System
+
+CARDS = {
+    "ok": "4242424242424242",
+    "declined": "4000000000000002",
+    "no_funds": "4000000000009995",
+    "transient": "4000000000000119",
+}
+
+# Service-side faults: transient errors, slow handlers and workers dying before or after commit.
+DEFAULT_FAULTS = ",".join(
+    [
+        "orders.create:error:0.05",
+        "orders.create:delay=50:0.1",
+        "inventory.reserve:crash:0.02",
+        "inventory.release:error:0.1",
+        "payments.charge:error:0.05",
+        "payments.charge:crash:0.02",
+        "payments.refund:error:0.1",
+        "shipping.schedule:error:0.05",
+        "shipping.schedule:delay=100:0.05",
+        "orders.approve:crash:0.02",
+        "orders.cancel:error:0.1",
+    ]
+)
+
+# The chaos run's own connections (audit, fault injection) carry this name and are spared.
+OBSERVER = "saga_chaos"
+
+# Short timings so recovery plays out quickly; still handler timeout < q2 retry < deadline.
+TIMINGS = {
+    "Q_TIMEOUT": "3",
+    "Q_RETRY": "8",
+    "Q_MAX_ATTEMPTS": "10",
+    "SAGA_STEP_DEADLINE_SECONDS": "12",
+    "SAGA_LEASE_SECONDS": "4",
+    "SAGA_RETRY_INITIAL_SECONDS": "0.1",
+    "SAGA_RETRY_MAX_SECONDS": "2",
+    "SAGA_MAX_ATTEMPTS": "8",
+    "SAGA_COMPENSATION_MAX_ATTEMPTS": "30",
+    "DB_IDLE_TX_TIMEOUT_MS": "10000",
+}
+
+
+@dataclass
+class ChaosCounts:
+    kills: int = 0
+    stops: int = 0
+    terminated: int = 0
+    duplicates: int = 0
+    restarts: int = 0
+    last_fault: float = 0.0
+
+
+@dataclass
+class ChaosResult:
+    seed: int
+    orders: int
+    accepted: int
+    counts: ChaosCounts
+    report: AuditReport
+    lost: list[str] = field(default_factory=list)
+    time_to_quiet: float = 0.0
+    quiet: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.quiet and not self.lost and not self.report.violations
+
+    def line(self) -> str:
+        by = self.report.by_status
+        return (
+            f"chaos seed={self.seed} orders={self.orders} accepted={self.accepted} "
+            f"kills={self.counts.kills} stops={self.counts.stops} "
+            f"terminated={self.counts.terminated} duplicates={self.counts.duplicates} "
+            f"restarts={self.counts.restarts} completed={by.get('completed', 0)} "
+            f"failed={by.get('failed', 0)} stuck={by.get('stuck', 0)} lost={len(self.lost)} "
+            f"failed_tasks={self.report.failed_tasks} violations={len(self.report.violations)} "
+            f"time_to_quiet={self.time_to_quiet:.1f}s"
+        )
+
+
+class Chaos:
+    def __init__(
+        self,
+        system: System,
+        seed: int,
+        tokens: dict[str, str],
+        *,
+        orders: int,
+        interval: float,
+        say: Callable[[str], None],
+    ) -> None:
+        self.system, self.seed, self.orders, self.interval, self.say = (
+            system,
+            seed,
+            orders,
+            interval,
+            say,
+        )
+        self.random = random.Random(seed)
+        self.counts = ChaosCounts()
+        self.tokens = tokens
+        self.accepted: dict[str, str] = {}  # order id -> saga id
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.database_url = system.env["DATABASE_URL"]
+        self.dbname = self.database_url.rsplit("/", 1)[-1].split("?")[0]
+
+    # --- the load --------------------------------------------------------------------------
+
+    def order_bodies(self) -> list[dict[str, Any]]:
+        """A seeded mix: good orders, each refusal, and scarce stock contended by many."""
+        bodies = []
+        for n in range(self.orders):
+            roll = self.random.random()
+            card, sku, country, quantity = CARDS["ok"], "MUG-002", "FR", 1
+            if roll < 0.25:
+                sku = "CHAOS-SCARCE"  # 20 units for many orders: most fail out_of_stock
+            elif roll < 0.30:
+                card = CARDS["declined"]
+            elif roll < 0.35:
+                card = CARDS["no_funds"]
+            elif roll < 0.37:
+                card = CARDS["transient"]
+            elif roll < 0.42:
+                country = "AQ"
+            elif roll < 0.47:
+                sku, quantity = "RARE-005", 50
+            bodies.append(
+                {
+                    "items": [{"sku": sku, "quantity": quantity}],
+                    "payment": {
+                        "card_number": card,
+                        "exp_month": 12,
+                        "exp_year": 2035,
+                        "cvc": "123",
+                    },
+                    "shipping_address": {
+                        "name": f"Chaos {n}",
+                        "line1": "1 Storm Road",
+                        "city": "Brest",
+                        "postal_code": "29200",
+                        "country": country,
+                    },
+                }
+            )
+        return bodies
+
+    def submit(self, body: dict[str, Any]) -> None:
+        """Place one order, retrying through faults with one Idempotency-Key: one order at most."""
+        http = requests.Session()
+        http.headers.update(
+            {"Authorization": f"Token {self.tokens['demo']}", "Idempotency-Key": str(uuid.uuid4())}
+        )
+        for attempt in range(60):
+            try:
+                answer = http.post(f"{self.system.url}/api/orders/", json=body, timeout=30)
+                if answer.status_code == 202:
+                    placed = answer.json()
+                    with self.lock:
+                        self.accepted[placed["order_id"]] = placed["saga_id"]
+                    return
+                if answer.status_code < 500 and answer.status_code not in (409, 429):
+                    raise RuntimeError(f"order refused: {answer.status_code} {answer.text[:200]}")
+            except requests.RequestException:
+                pass
+            time.sleep(min(2.0, 0.1 * (attempt + 1)))
+        raise RuntimeError("an order could not be placed in 60 attempts")
+
+    # --- the faults ------------------------------------------------------------------------
+
+    def saga_workers(self) -> list[Proc]:
+        return [p for p in self.system.procs if p.name.startswith("saga_worker")]
+
+    def clusters(self) -> list[Proc]:
+        return [p for p in self.system.procs if p.name.startswith("q_")]
+
+    def kill_saga_worker(self) -> None:
+        proc = self.random.choice(self.saga_workers())
+        self.system.restart(proc)
+        self.counts.kills += 1
+
+    def kill_q2_worker(self) -> None:
+        proc = self.random.choice(self.clusters())
+        # The sentinel's children: its workers, pusher and monitor (the sentinel respawns them).
+        below = proc.descendants()[1:]
+        if not below:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.random.choice(below), signal.SIGKILL)
+            self.counts.kills += 1
+
+    def kill_cluster(self) -> None:
+        self.system.restart(self.random.choice(self.clusters()))
+        self.counts.kills += 1
+
+    def stop_saga_worker(self, lease: float) -> None:
+        proc = self.random.choice(self.saga_workers())
+        self.system.signal(proc, signal.SIGSTOP)
+        self.counts.stops += 1
+        time.sleep(lease + 1 + self.random.random() * 2)  # past its lease: others take over
+        self.system.signal(proc, signal.SIGCONT)
+
+    def terminate_connections(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND backend_type = 'client backend' "
+                "AND application_name <> %s ORDER BY random() LIMIT %s",
+                [self.dbname, OBSERVER, self.random.randint(1, 4)],
+            ).fetchall()
+        self.counts.terminated += sum(1 for (ok,) in rows if ok)
+
+    def duplicate_messages(self) -> None:
+        """Deliver messages twice: a queued command and a waiting reply (in-flight duplicates),
+        and an old command and an old success reply of a random saga (late duplicates)."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            commands = conn.execute(
+                "INSERT INTO django_q_ormq (key, payload, lock) SELECT key, payload, now() "
+                "FROM django_q_ormq ORDER BY random() LIMIT 1 RETURNING id"
+            ).fetchall()
+            replies = conn.execute(
+                "INSERT INTO sagas_sagareply (saga_id, step, compensation, attempt, outcome, code, "
+                "message, data, received_at) SELECT saga_id, step, compensation, attempt, outcome, "
+                "code, message, data, now() FROM sagas_sagareply ORDER BY random() LIMIT 1 "
+                "RETURNING id"
+            ).fetchall()
+        self.counts.duplicates += len(commands) + len(replies) + self.replay_old_messages()
+
+    def replay_old_messages(self) -> int:
+        """Send again a command a saga already sent, and repeat a success it already got."""
+        from django.db import transaction
+
+        from sagas import registry, transport
+        from sagas.messages import Command, Outcome, Reply
+        from sagas.models import Saga
+
+        saga = Saga.objects.order_by("?").first()
+        if saga is None:
+            return 0
+        definition = registry.definition(saga.type)
+        sent = [(name, st) for name, st in saga.state["steps"].items() if st["attempts"]]
+        if not sent:
+            return 0
+        name, step = self.random.choice(sent)
+        with transaction.atomic():
+            command = Command(
+                definition.step(name).action, str(saga.id), name, False, step["attempts"], saga.data
+            )
+            transport.enqueue([command])
+        transport.deliver(
+            [Reply(str(saga.id), name, False, step["attempts"], Outcome.OK)]
+            if step["status"] == "succeeded"
+            else []
+        )
+        return 2 if step["status"] == "succeeded" else 1
+
+    def supervise(self) -> None:
+        """Restart any process that died on its own (what systemd or Kubernetes would do)."""
+        for proc in self.system.procs:
+            if not proc.alive:
+                self.system.restart(proc)
+                self.counts.restarts += 1
+
+    def storm(self, lease: float) -> None:
+        faults: list[tuple[float, Callable[[], None]]] = [
+            (3, self.kill_saga_worker),
+            (4, self.kill_q2_worker),
+            (1, self.kill_cluster),
+            (1, lambda: self.stop_saga_worker(lease)),
+            (3, self.terminate_connections),
+            (3, self.duplicate_messages),
+        ]
+        weights = [w for w, _ in faults]
+        while not self.done.is_set():
+            fault = self.random.choices([f for _, f in faults], weights)[0]
+            try:
+                fault()
+            except (psycopg.Error, OSError) as exc:
+                self.say(
+                    f"  fault {fault.__name__ if hasattr(fault, '__name__') else fault} "
+                    f"failed: {exc}"
+                )
+            self.counts.last_fault = time.monotonic()
+            self.supervise()
+            self.done.wait(self.interval * (0.5 + self.random.random()))
+
+
+def run(
+    system: System,
+    tokens: dict[str, str],
+    *,
+    seed: int,
+    orders: int,
+    interval: float,
+    lease: float,
+    concurrency: int,
+    quiet_timeout: float,
+    min_kills: int,
+    min_terminated: int,
+    say: Callable[[str], None],
+    audit: Callable[[], AuditReport],
+) -> ChaosResult:
+    chaos = Chaos(system, seed, tokens, orders=orders, interval=interval, say=say)
+    bodies = chaos.order_bodies()
+    storm = threading.Thread(target=chaos.storm, args=(lease,), daemon=True)
+    started = time.monotonic()
+    storm.start()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for n, _ in enumerate(pool.map(chaos.submit, bodies), start=1):
+            if n % max(1, orders // 10) == 0:
+                say(
+                    f"  {n}/{orders} orders placed, {chaos.counts.kills} kills so far "
+                    f"({time.monotonic() - started:.0f} s)"
+                )
+    # Keep the storm going while sagas are in flight and until the minimum faults were dealt.
+    deadline = time.monotonic() + quiet_timeout
+    counts = chaos.counts
+    while time.monotonic() < deadline and (
+        not audit().quiet or counts.kills < min_kills or counts.terminated < min_terminated
+    ):
+        time.sleep(1)
+    chaos.done.set()
+    storm.join()
+    chaos.supervise()
+    say(f"  faults stopped after {time.monotonic() - started:.0f} s; waiting for quiet")
+    report = audit()
+    while not report.quiet and time.monotonic() < deadline:
+        time.sleep(1)
+        chaos.supervise()
+        report = audit()
+    quiet_at = time.monotonic()
+    from sagas.models import Saga
+
+    known = set(
+        map(
+            str,
+            Saga.objects.filter(id__in=list(chaos.accepted.values())).values_list("id", flat=True),
+        )
+    )
+    lost = [order for order, saga in chaos.accepted.items() if saga not in known]
+    return ChaosResult(
+        seed,
+        orders,
+        len(chaos.accepted),
+        chaos.counts,
+        report,
+        lost,
+        quiet_at - chaos.counts.last_fault,
+        report.quiet,
+    )

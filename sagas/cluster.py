@@ -1,0 +1,139 @@
+"""A watchdog around a django-q2 cluster: restarts it when it wedges.
+
+A django-q2 cluster passes tasks between its processes through multiprocessing queues, and a
+process killed while it holds a queue's lock (an idle worker waiting in `get()` holds it most of
+the time; the pusher and the monitor hold theirs while writing and reading) leaves that lock held
+forever: the sentinel respawns the process, but the cluster never moves again (upstream #23).
+The watchdog sees this from outside: work is waiting in its queue, or tasks keep running, yet no
+task has been acknowledged for a while. It then kills the whole cluster and starts a fresh one.
+Nothing is lost: unacknowledged tasks are delivered again after `retry`, and every command is
+idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import DatabaseError, connections
+from django.db.models.functions import Now
+from django_q.cluster import Cluster
+from django_q.conf import Conf
+from django_q.models import OrmQ
+
+from sagas.system import descendants
+
+log = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass
+class Progress:
+    """Shared with every process the cluster forks (created before the fork)."""
+
+    executed: Any  # multiprocessing.Value('d'): when a task body last finished
+    acknowledged: Any  # when the monitor last acknowledged a task
+
+    @classmethod
+    def new(cls) -> Progress:
+        now = time.time()
+        return cls(multiprocessing.Value("d", now), multiprocessing.Value("d", now))
+
+    def reset(self) -> None:
+        self.executed.value = self.acknowledged.value = time.time()
+
+
+progress: Progress | None = None  # set in the qcluster process before the cluster starts
+
+
+def mark(which: str) -> None:
+    """Record progress from inside the cluster (a no-op outside a watched cluster)."""
+    if progress is not None:
+        getattr(progress, which).value = time.time()
+
+
+def stall_seconds() -> float:
+    return max(2.0 * Conf.TIMEOUT if Conf.TIMEOUT else 20.0, 10.0)
+
+
+def claimable_waiting(queue: str, older_than: float) -> bool:
+    """Is a task in `queue` claimable and unclaimed for `older_than` seconds?"""
+    try:
+        cutoff = Now() - timedelta(seconds=older_than)
+        return OrmQ.objects.filter(key=queue, lock__lt=cutoff).exists()
+    except DatabaseError:
+        return False  # cannot tell; look again next time
+    finally:
+        connections.close_all()  # never carry a connection into the next fork
+
+
+def stalled(queue: str, watched: Progress, limit: float) -> bool:
+    now = time.time()
+    if now - watched.acknowledged.value < limit:
+        return False
+    busy_without_acks = watched.executed.value - watched.acknowledged.value > limit / 2
+    return busy_without_acks or claimable_waiting(queue, older_than=2.0)
+
+
+def kill_cluster_processes() -> None:
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    while True:  # reap them
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                break
+        except ChildProcessError:
+            break
+
+
+def run_watched(queue: str, check_every: float = 2.0) -> None:
+    """Run a django-q2 cluster for `queue` until SIGTERM/SIGINT, restarting it if it wedges
+    or if its sentinel dies."""
+    global progress
+    # Orphans of a killed sentinel become our children, so they can be found and stopped.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    progress = Progress.new()
+    limit = stall_seconds()
+    while True:
+        connections.close_all()
+        progress.reset()
+        cluster = Cluster()
+        cluster.start()
+        while cluster.sentinel is not None and cluster.sentinel.is_alive():
+            time.sleep(check_every)
+            if cluster.stop_event is None:  # stopping on a signal
+                break
+            if stalled(queue, progress, limit):
+                log.critical(
+                    "cluster wedged: no task acknowledged for %.0f s; restarting it",
+                    time.time() - progress.acknowledged.value,
+                    extra={"queue": queue},
+                )
+                break
+        else:
+            if (
+                cluster.stop_event is None
+                or cluster.sentinel is None
+                or (cluster.sentinel.exitcode == 0)
+            ):
+                return  # a clean stop
+            log.critical(
+                "cluster sentinel died (exit %s); restarting the cluster",
+                cluster.sentinel.exitcode,
+                extra={"queue": queue},
+            )
+        if cluster.stop_event is None:
+            return
+        kill_cluster_processes()

@@ -1,0 +1,34 @@
+"""`manage.py qcluster`: django-q2's cluster, run under the watchdog of sagas.cluster.
+
+It replaces django-q2's command of the same name (the sagas app is listed before django_q in
+INSTALLED_APPS for this), so `Q_CLUSTER_NAME=<queue> manage.py qcluster` starts a service worker
+that restarts its cluster when the cluster wedges or its sentinel dies.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import CommandError
+from django_q.management.commands.qcluster import Command as Q2Command
+
+from sagas.cluster import run_watched
+
+
+class Command(Q2Command):
+    help = "Run a django-q2 cluster for the queue in Q_CLUSTER_NAME, restarted if it wedges."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("cluster_name"):
+            raise CommandError("set the queue with Q_CLUSTER_NAME=<queue>, not --name")
+        if options.get("run_once"):
+            super().handle(*args, **options)
+            return
+        queue = os.environ.get("Q_CLUSTER_NAME", "")
+        if queue not in settings.SERVICE_QUEUES:
+            raise CommandError(
+                f"Q_CLUSTER_NAME must name a service queue: {', '.join(settings.SERVICE_QUEUES)}"
+            )
+        run_watched(queue)
