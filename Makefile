@@ -6,7 +6,7 @@ SAGA_WORKERS ?= 2
 export DEBUG ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: venv run test lint typecheck bench chaos clean
+.PHONY: venv run test lint bench chaos clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +26,9 @@ run: venv
 	@echo "  Health     http://127.0.0.1:$(PORT)/healthz  /readyz"
 	@echo "  Try:  curl -H 'Authorization: Token <demo token>' http://127.0.0.1:$(PORT)/api/products/"
 	@echo ""
-	PORT=$(PORT) $(VENV)/bin/honcho start -c saga_worker=$(SAGA_WORKERS)
+	rm -rf var/prometheus && mkdir -p var/prometheus
+	PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR=$(abspath var/prometheus) \
+		$(VENV)/bin/honcho start -c saga_worker=$(SAGA_WORKERS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -37,8 +39,13 @@ test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saga
 test: venv lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+bench: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saga
 bench: venv
 	$(PY) manage.py saga_bench $(BENCH_ARGS)
+
+chaos: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saga
+chaos: venv
+	$(PY) manage.py saga_chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
