@@ -3,12 +3,16 @@ driven through the REST API; every effect checked in the services' own tables.""
 
 from __future__ import annotations
 
+import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sagas.system import descendants
 from tests.functional.harness import (
     DECLINED_CARD,
     NO_FUNDS_CARD,
@@ -114,3 +118,24 @@ def test_the_system_is_quiet_and_consistent_after_the_flows(pg_system: RunningSy
     assert report["unread_replies"] == 0
     assert report["queued_tasks"] == 0
     assert report["sagas"] == sum(report["by_status"].values()) >= 57
+
+
+def test_sigterm_stops_workers_cleanly_and_no_claimed_work_is_lost(
+    pg_system: RunningSystem,
+) -> None:
+    system = pg_system.system
+    placed = [pg_system.user.order() for _ in range(10)]
+    for name in ("saga_worker.1", "q_payments"):
+        proc = next(p for p in system.procs if p.name == name)
+        below = descendants(proc.pid)  # a cluster's sentinel, workers, pusher and monitor
+        system.signal(proc, signal.SIGTERM, group=False)
+        assert proc.popen is not None
+        assert proc.popen.wait(30) == 0, f"{name} did not stop cleanly"
+        time.sleep(1)
+        assert not [pid for pid in below if Path(f"/proc/{pid}").exists()], "processes left over"
+    held = pg_system.sql("SELECT count(*) FROM sagas_saga WHERE lease_owner = 'saga_worker.1'")
+    assert held == [(0,)]
+    for name in ("saga_worker.1", "q_payments"):
+        system.restart(next(p for p in system.procs if p.name == name))
+    orders = [pg_system.user.wait(p["order_id"]) for p in placed]
+    assert [o["status"] for o in orders] == ["completed"] * 10
