@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from typing import Any
 
 import psycopg
 import requests
+from django.db import DatabaseError, connections
 
 from sagas.audit import AuditReport
 from sagas.system import Proc, System
@@ -76,6 +78,7 @@ class ChaosCounts:
     terminated: int = 0
     duplicates: int = 0
     restarts: int = 0
+    pg_restarts: int = 0
     last_fault: float = 0.0
 
 
@@ -100,7 +103,7 @@ class ChaosResult:
             f"chaos seed={self.seed} orders={self.orders} accepted={self.accepted} "
             f"kills={self.counts.kills} stops={self.counts.stops} "
             f"terminated={self.counts.terminated} duplicates={self.counts.duplicates} "
-            f"restarts={self.counts.restarts} completed={by.get('completed', 0)} "
+            f"restarts={self.counts.restarts} pg_restarts={self.counts.pg_restarts} completed={by.get('completed', 0)} "
             f"failed={by.get('failed', 0)} stuck={by.get('stuck', 0)} lost={len(self.lost)} "
             f"failed_tasks={self.report.failed_tasks} violations={len(self.report.violations)} "
             f"time_to_quiet={self.time_to_quiet:.1f}s"
@@ -290,7 +293,26 @@ class Chaos:
                 self.system.restart(proc)
                 self.counts.restarts += 1
 
-    def storm(self, lease: float) -> None:
+    def restart_postgres(self) -> None:
+        """Restart the local PostgreSQL server (the --pg-restart flag; needs a local cluster)."""
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        subprocess.run(
+            [
+                "pg_ctlcluster",
+                "--skip-systemctl-redirect",
+                version,
+                "main",
+                "restart",
+                "-m",
+                "fast",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self.counts.pg_restarts += 1
+
+    def storm(self, lease: float, pg_restart: bool) -> None:
         faults: list[tuple[float, Callable[[], None]]] = [
             (3, self.kill_saga_worker),
             (4, self.kill_q2_worker),
@@ -299,19 +321,30 @@ class Chaos:
             (3, self.terminate_connections),
             (3, self.duplicate_messages),
         ]
+        if pg_restart:
+            faults.append((0.3, self.restart_postgres))
         weights = [w for w, _ in faults]
         while not self.done.is_set():
             fault = self.random.choices([f for _, f in faults], weights)[0]
             try:
                 fault()
-            except (psycopg.Error, OSError) as exc:
-                self.say(
-                    f"  fault {fault.__name__ if hasattr(fault, '__name__') else fault} "
-                    f"failed: {exc}"
-                )
+            except (psycopg.Error, DatabaseError, OSError, subprocess.SubprocessError) as exc:
+                connections.close_all()
+                self.say(f"  a fault could not be injected: {exc}")
             self.counts.last_fault = time.monotonic()
             self.supervise()
             self.done.wait(self.interval * (0.5 + self.random.random()))
+
+
+def audit_retrying(audit: Callable[[], AuditReport]) -> AuditReport:
+    """The audit, retried while the database is restarting."""
+    for attempt in range(60):
+        try:
+            return audit()
+        except DatabaseError:
+            connections.close_all()
+            time.sleep(min(5.0, 0.5 * (attempt + 1)))
+    return audit()
 
 
 def run(
@@ -326,12 +359,13 @@ def run(
     quiet_timeout: float,
     min_kills: int,
     min_terminated: int,
+    pg_restart: bool,
     say: Callable[[str], None],
     audit: Callable[[], AuditReport],
 ) -> ChaosResult:
     chaos = Chaos(system, seed, tokens, orders=orders, interval=interval, say=say)
     bodies = chaos.order_bodies()
-    storm = threading.Thread(target=chaos.storm, args=(lease,), daemon=True)
+    storm = threading.Thread(target=chaos.storm, args=(lease, pg_restart), daemon=True)
     started = time.monotonic()
     storm.start()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -345,18 +379,20 @@ def run(
     deadline = time.monotonic() + quiet_timeout
     counts = chaos.counts
     while time.monotonic() < deadline and (
-        not audit().quiet or counts.kills < min_kills or counts.terminated < min_terminated
+        not audit_retrying(audit).quiet
+        or counts.kills < min_kills
+        or counts.terminated < min_terminated
     ):
         time.sleep(1)
     chaos.done.set()
     storm.join()
     chaos.supervise()
     say(f"  faults stopped after {time.monotonic() - started:.0f} s; waiting for quiet")
-    report = audit()
+    report = audit_retrying(audit)
     while not report.quiet and time.monotonic() < deadline:
         time.sleep(1)
         chaos.supervise()
-        report = audit()
+        report = audit_retrying(audit)
     quiet_at = time.monotonic()
     from sagas.models import Saga
 

@@ -71,6 +71,11 @@ class Command(BaseCommand):
             default=chaos.DEFAULT_FAULTS,
             help="SAGA_FAULTS for the service workers (a default mix)",
         )
+        parser.add_argument(
+            "--pg-restart",
+            action="store_true",
+            help="also restart the local PostgreSQL server now and then",
+        )
         parser.add_argument("--keep", action="store_true", help="keep the database and logs")
         parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
 
@@ -93,6 +98,7 @@ class Command(BaseCommand):
         self.stdout.write(f"chaos seed {options['seed']}: fresh database, logs in {tmp}")
         argv = [sys.executable, MANAGE, "saga_chaos", "--inside", f"--log-dir={tmp}"]
         argv += [f"--{n.replace('_', '-')}={options[n]}" for n in (*NUMBERS, "seed", "faults")]
+        argv += ["--pg-restart"] if options["pg_restart"] else []
         with scratch_database(settings.DATABASE_URL, tmp, "saga_chaos", options["keep"]) as db:
             env = System._environ(
                 {
@@ -175,6 +181,7 @@ class Command(BaseCommand):
                 audit=audit,
                 min_kills=options["min_kills"],
                 min_terminated=options["min_terminated"],
+                pg_restart=options["pg_restart"],
             )
         finally:
             system.stop()

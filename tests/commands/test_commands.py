@@ -1,0 +1,173 @@
+"""Management commands: seed_demo, saga (list/show/retry/compensate/purge), saga_audit; and the
+helpers they rest on (fault specs, the cluster watchdog's stall rule)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from io import StringIO
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from inventory.models import Product
+from payments.models import Charge
+from sagas import cluster, faults
+from sagas.models import Saga
+from sagas.services import start_saga
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def order_saga(**data: Any) -> Saga:
+    base = {
+        "order_id": str(uuid.uuid4()),
+        "user_id": 1,
+        "lines": [],
+        "total": "10.00",
+        "currency": "EUR",
+        "payment_token": "pm_x",
+        "shipping_address": {},
+    }
+    return start_saga(saga_type="order", data={**base, **data}, correlation_id=base["order_id"])
+
+
+def test_seed_demo_twice_changes_nothing_the_second_time() -> None:
+    first = run("seed_demo")
+    snapshot = (Product.objects.count(), get_user_model().objects.count())
+    second = run("seed_demo")
+    assert "5 products created" in first
+    assert "0 products created, 5 already there" in second
+    assert (Product.objects.count(), get_user_model().objects.count()) == snapshot == (5, 2)
+    assert get_user_model().objects.get(username="admin").is_staff
+    assert not get_user_model().objects.get(username="demo").is_staff
+    tokens = [line.split()[-1] for line in second.splitlines() if "API token" in line]
+    assert tokens == [line.split()[-1] for line in first.splitlines() if "API token" in line]
+
+
+def test_saga_list_and_show_describe_a_saga() -> None:
+    saga = order_saga()
+    listing = run("saga", "list", "--status", "pending")
+    assert str(saga.id) in listing and "1 saga(s) shown" in listing
+    assert "0 saga(s) shown" in run("saga", "list", "--status", "failed")
+    shown = json.loads(run("saga", "show", str(saga.id), "--json"))
+    assert shown["status"] == "pending"
+    assert shown["steps"]["charge_payment"]["attempts"] == 1
+    assert [e["kind"] for e in shown["events"]][:2] == ["saga_started", "step_sent"]
+
+
+def test_saga_compensate_turns_a_saga_back_and_is_idempotent() -> None:
+    saga = order_saga()
+    run("saga", "compensate", str(saga.id))
+    run("saga", "compensate", str(saga.id))
+    saga.refresh_from_db()
+    assert (saga.status, saga.reason_code) == ("compensating", "cancelled")
+    steps = saga.state["steps"]
+    assert [steps[n]["compensation_attempts"] for n in ("create_order", "reserve_stock")] == [1, 1]
+
+
+def test_saga_commands_fail_clearly_on_unknown_ids_and_change_nothing() -> None:
+    saga = order_saga()
+    for args in (("show", "nope"), ("retry", str(uuid.uuid4())), ("compensate", "not-a-uuid")):
+        with pytest.raises(CommandError):
+            run("saga", *args)
+    saga.refresh_from_db()
+    assert saga.status == "pending"
+    with pytest.raises(CommandError, match="--limit"):
+        run("saga", "list", "--limit", "0")
+
+
+def test_saga_purge_deletes_only_finished_sagas_older_than_the_cutoff() -> None:
+    old, recent, running = order_saga(), order_saga(), order_saga()
+    Saga.objects.filter(id=old.id).update(
+        status="completed", finished_at=timezone.now() - timedelta(days=40)
+    )
+    Saga.objects.filter(id=recent.id).update(status="failed", finished_at=timezone.now())
+    assert "1 finished saga(s) would be purged" in run("saga", "purge", "--days", "30", "--dry-run")
+    assert Saga.objects.count() == 3
+    run("saga", "purge", "--days", "30")
+    assert set(Saga.objects.values_list("id", flat=True)) == {recent.id, running.id}
+
+
+def test_saga_audit_passes_on_a_consistent_database_and_flags_a_stray_charge() -> None:
+    run("seed_demo")
+    saga = order_saga()
+    assert "violations 0" in run("saga_audit")
+    Saga.objects.filter(id=saga.id).update(status="failed", reason_code="payment_declined")
+    Charge.objects.create(
+        saga_id=saga.id,
+        order_id=uuid.uuid4(),
+        payment_token="pm_x",
+        amount=Decimal("10.00"),
+        currency="EUR",
+    )
+    with pytest.raises(CommandError, match="1 invariant violation"):
+        run("saga_audit")
+
+
+def test_saga_audit_flags_stock_that_is_not_conserved() -> None:
+    run("seed_demo")
+    Product.objects.filter(sku="MUG-002").update(available=999)
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("saga_audit", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert any("MUG-002: stock not conserved" in v for v in report["violations"])
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "payments.charge:boom:0.1",
+        "payments.charge:error:2",
+        "payments.charge:error",
+        "x:delay=-5:0.5",
+    ],
+)
+def test_a_bad_fault_spec_is_refused_with_the_item_named(spec: str) -> None:
+    with pytest.raises(ValueError, match="bad SAGA_FAULTS item"):
+        faults.parse(spec)
+
+
+def test_fault_specs_parse() -> None:
+    rules = faults.parse("payments.charge:error:0.2, orders.create:delay=150:1")
+    assert rules == [
+        faults.FaultRule("payments.charge", "error", 0.2),
+        faults.FaultRule("orders.create", "delay", 1.0, 150),
+    ]
+
+
+def progress(executed_ago: float, acknowledged_ago: float) -> Any:
+    now = time.time()
+    return SimpleNamespace(
+        executed=SimpleNamespace(value=now - executed_ago),
+        acknowledged=SimpleNamespace(value=now - acknowledged_ago),
+    )
+
+
+def test_the_watchdog_leaves_a_healthy_or_idle_cluster_alone(monkeypatch: Any) -> None:
+    monkeypatch.setattr(cluster, "claimable_waiting", lambda queue, older_than: False)
+    assert not cluster.stalled("payments", progress(1, 1), limit=10)  # acknowledging
+    assert not cluster.stalled("payments", progress(60, 60), limit=10)  # idle, nothing waiting
+
+
+def test_the_watchdog_sees_work_waiting_or_tasks_running_without_acknowledgements(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(cluster, "claimable_waiting", lambda queue, older_than: True)
+    assert cluster.stalled("payments", progress(60, 60), limit=10)  # work waits, nobody takes it
+    monkeypatch.setattr(cluster, "claimable_waiting", lambda queue, older_than: False)
+    assert cluster.stalled("payments", progress(1, 30), limit=10)  # monitor wedged: no acks
