@@ -42,7 +42,7 @@ def order_saga(**data: Any) -> Saga:
         "payment_token": "pm_x",
         "shipping_address": {},
     }
-    return start_saga(saga_type="order", data={**base, **data}, correlation_id=base["order_id"])
+    return start_saga(saga_type="order", data={**base, **data}, correlation_id=order_id)
 
 
 def test_seed_demo_twice_changes_nothing_the_second_time() -> None:
