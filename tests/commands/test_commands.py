@@ -33,8 +33,9 @@ def run(*args: str) -> str:
 
 
 def order_saga(**data: Any) -> Saga:
-    base = {
-        "order_id": str(uuid.uuid4()),
+    order_id = str(uuid.uuid4())
+    base: dict[str, Any] = {
+        "order_id": order_id,
         "user_id": 1,
         "lines": [],
         "total": "10.00",
