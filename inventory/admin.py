@@ -1,34 +1,13 @@
 """Admin views of the Inventory Service's tables: read-only, since stock moves only by services."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from inventory.models import InventoryStepRecord, Product, Reservation, ReservationLine
+from sagas.admin_kit import ReadOnlyAdmin, ReadOnlyInline, StepRecordAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    # Editing `available` by hand would break stock conservation; products are added through
-    # inventory.services.create_product (the API and seed_demo).
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-class ReservationLineInline(admin.TabularInline):
+class ReservationLineInline(ReadOnlyInline):
     model = ReservationLine
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Product)
@@ -48,9 +27,4 @@ class ReservationAdmin(ReadOnlyAdmin):
     inlines = [ReservationLineInline]
 
 
-@admin.register(InventoryStepRecord)
-class InventoryStepRecordAdmin(ReadOnlyAdmin):
-    list_display = ("saga_id", "step", "action_reply", "compensation_reply", "updated_at")
-    list_filter = ("step",)
-    search_fields = ("=saga_id",)
-    ordering = ("-updated_at",)
+admin.site.register(InventoryStepRecord, StepRecordAdmin)

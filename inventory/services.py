@@ -25,7 +25,12 @@ def create_product(*, sku: str, name: str, price: Decimal, currency: str, stock:
         # A savepoint, so a duplicate leaves the caller's transaction usable.
         with transaction.atomic(using=router.db_for_write(Product)):
             return Product.objects.create(
-                sku=sku, name=name, price=price, currency=currency.upper(), available=stock, received=stock
+                sku=sku,
+                name=name,
+                price=price,
+                currency=currency.upper(),
+                available=stock,
+                received=stock,
             )
     except IntegrityError as error:
         if Product.objects.filter(sku=sku).exists():

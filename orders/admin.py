@@ -1,33 +1,13 @@
 """Admin views of the Order Service's tables: read-only, since only sagas change orders."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from orders.models import Order, OrderLine, OrderStepRecord
+from sagas.admin_kit import ReadOnlyAdmin, ReadOnlyInline, StepRecordAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    # Orders change only through saga commands, so the admin shows them and nothing more.
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-class OrderLineInline(admin.TabularInline):
+class OrderLineInline(ReadOnlyInline):
     model = OrderLine
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Order)
@@ -40,9 +20,4 @@ class OrderAdmin(ReadOnlyAdmin):
     inlines = [OrderLineInline]
 
 
-@admin.register(OrderStepRecord)
-class OrderStepRecordAdmin(ReadOnlyAdmin):
-    list_display = ("saga_id", "step", "action_reply", "compensation_reply", "updated_at")
-    list_filter = ("step",)
-    search_fields = ("=saga_id",)
-    ordering = ("-updated_at",)
+admin.site.register(OrderStepRecord, StepRecordAdmin)

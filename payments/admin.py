@@ -1,21 +1,9 @@
 """Admin views of the Payment Service's tables: read-only, since money moves only through sagas."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
 from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    # Editing a charge or refund by hand would break charges - refunds = 0 for failed sagas.
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+from sagas.admin_kit import ReadOnlyAdmin, StepRecordAdmin
 
 
 @admin.register(PaymentMethod)
@@ -42,9 +30,4 @@ class RefundAdmin(ReadOnlyAdmin):
     ordering = ("-created_at",)
 
 
-@admin.register(PaymentStepRecord)
-class PaymentStepRecordAdmin(ReadOnlyAdmin):
-    list_display = ("saga_id", "step", "action_reply", "compensation_reply", "updated_at")
-    list_filter = ("step",)
-    search_fields = ("=saga_id",)
-    ordering = ("-updated_at",)
+admin.site.register(PaymentStepRecord, StepRecordAdmin)
