@@ -22,6 +22,7 @@ from sagas.models import Saga, SagaReply
 class AuditReport:
     sagas: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+    failure_reasons: dict[str, int] = field(default_factory=dict)
     queued_tasks: int = 0
     unread_replies: int = 0
     failed_tasks: int = 0
@@ -51,6 +52,13 @@ def audit(max_listed: int = 20) -> AuditReport:
     statuses = dict(Saga.objects.filter(type="order").values_list("id", "status"))
     report.sagas = len(statuses)
     report.by_status = dict(Counter(statuses.values()))
+    report.failure_reasons = dict(
+        Counter(
+            Saga.objects.filter(type="order", status=SagaStatus.FAILED).values_list(
+                "reason_code", flat=True
+            )
+        )
+    )
     report.queued_tasks = OrmQ.objects.count()
     report.unread_replies = SagaReply.objects.count()
     report.failed_tasks = Failure.objects.count()

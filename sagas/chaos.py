@@ -99,6 +99,7 @@ class ChaosResult:
 
     def line(self) -> str:
         by = self.report.by_status
+        reasons = ",".join(f"{k}:{v}" for k, v in sorted(self.report.failure_reasons.items()))
         return (
             f"chaos seed={self.seed} orders={self.orders} accepted={self.accepted} "
             f"kills={self.counts.kills} stops={self.counts.stops} "
@@ -106,7 +107,7 @@ class ChaosResult:
             f"restarts={self.counts.restarts} pg_restarts={self.counts.pg_restarts} completed={by.get('completed', 0)} "
             f"failed={by.get('failed', 0)} stuck={by.get('stuck', 0)} lost={len(self.lost)} "
             f"failed_tasks={self.report.failed_tasks} violations={len(self.report.violations)} "
-            f"time_to_quiet={self.time_to_quiet:.1f}s"
+            f"time_to_quiet={self.time_to_quiet:.1f}s reasons={reasons}"
         )
 
 
