@@ -10,6 +10,7 @@ from one seeded generator, so the schedule of a run can be replayed (the process
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -92,6 +94,7 @@ class ChaosResult:
     lost: list[str] = field(default_factory=list)
     time_to_quiet: float = 0.0
     quiet: bool = False
+    fenced: int = 0  # decisions of paused workers refused because their lease was taken over
 
     @property
     def ok(self) -> bool:
@@ -102,7 +105,7 @@ class ChaosResult:
         reasons = ",".join(f"{k}:{v}" for k, v in sorted(self.report.failure_reasons.items()))
         return (
             f"chaos seed={self.seed} orders={self.orders} accepted={self.accepted} "
-            f"kills={self.counts.kills} stops={self.counts.stops} "
+            f"kills={self.counts.kills} stops={self.counts.stops} fenced={self.fenced} "
             f"terminated={self.counts.terminated} duplicates={self.counts.duplicates} "
             f"restarts={self.counts.restarts} pg_restarts={self.counts.pg_restarts} completed={by.get('completed', 0)} "
             f"failed={by.get('failed', 0)} stuck={by.get('stuck', 0)} lost={len(self.lost)} "
@@ -414,3 +417,14 @@ def run(
         quiet_at - chaos.counts.last_fault,
         report.quiet,
     )
+
+
+def fenced_decisions(log_dir: Path) -> int:
+    """How many claimed sagas saga workers gave up because their fence was stale (from logs)."""
+    total = 0
+    for path in log_dir.glob("saga_worker.*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if "lease lost before processing" in line:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    total += int(json.loads(line)["lost"])
+    return total

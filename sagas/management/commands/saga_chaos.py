@@ -185,6 +185,7 @@ class Command(BaseCommand):
             )
         finally:
             system.stop()
+        result.fenced = chaos.fenced_decisions(system.log_dir)
         for violation in result.report.violations:
             say(f"  violation: {violation}")
         for order in result.lost[:20]:
