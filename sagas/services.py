@@ -67,8 +67,10 @@ def _operator_action(saga_id: uuid.UUID | str, action: Input) -> Saga:
         commands, events, rejected = store.apply(saga, [action], now)
         if rejected:
             raise SagaActionRejected(rejected)
-        if was_stuck and isinstance(action, Resume) and saga.due_at is None:
-            saga.due_at = now  # parked by an engine error: let a worker look again
+        if (was_stuck and isinstance(action, Resume)) or saga.replies.exists():
+            # Replies wait in the inbox (this path does not read it), or the saga was parked by
+            # an engine error: a worker must look now, not at the next timer.
+            saga.due_at = now
         # A worker holding a lease decided from the old state: bump the fence so it cannot commit.
         saga.lease_owner, saga.lease_until = "", None
         store.record([saga], commands, events)
