@@ -326,7 +326,7 @@ class Chaos:
             (3, self.duplicate_messages),
         ]
         if pg_restart:
-            faults.append((0.3, self.restart_postgres))
+            faults.append((1, self.restart_postgres))
         weights = [w for w, _ in faults]
         while not self.done.is_set():
             fault = self.random.choices([f for _, f in faults], weights)[0]
@@ -386,6 +386,7 @@ def run(
         not audit_retrying(audit).quiet
         or counts.kills < min_kills
         or counts.terminated < min_terminated
+        or (pg_restart and not counts.pg_restarts)
     ):
         time.sleep(1)
     chaos.done.set()

@@ -36,6 +36,8 @@ class SagaWorker:
             while not self.stopping.is_set():
                 try:
                     done = self.run_once()
+                    # Idle: sleep until woken, or until the earliest timer falls due.
+                    idle = 0.0 if done else store.seconds_until_due()
                     failures = 0
                 except (DatabaseError, InterfaceError) as exc:
                     # Connection lost or a statement failed: drop the connection and try again.
@@ -49,9 +51,7 @@ class SagaWorker:
                     self.stopping.wait(min(5.0, 0.1 * 2**failures))
                     continue
                 if not done:
-                    wakeup.wait(
-                        max(0.05, min(self.config.idle_poll_seconds, store.seconds_until_due()))
-                    )
+                    wakeup.wait(max(0.05, min(self.config.idle_poll_seconds, idle)))
         finally:
             wakeup.close()
             log.info(
