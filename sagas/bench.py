@@ -56,6 +56,7 @@ class Driver:
     def __init__(self, base_url: str, token: str, sku: str) -> None:
         self.base_url, self.sku = base_url, sku
         self.http = requests.Session()
+        self.http.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=256))
         self.http.headers["Authorization"] = f"Token {token}"
 
     def place(self) -> str:

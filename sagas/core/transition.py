@@ -122,14 +122,7 @@ class _Decider:
         expected = StepStatus.COMPENSATING if reply.compensation else StepStatus.RUNNING
         sent = st.compensation_attempts if reply.compensation else st.attempts
         if st.status is not expected or sent == 0:
-            self._log(
-                "reply_ignored",
-                step.name,
-                reply.attempt,
-                outcome=reply.outcome.value,
-                compensation=reply.compensation,
-                reason=f"step is {st.status.value}",
-            )
+            self._ignore(reply, f"step is {st.status.value}")
             return
         if reply.outcome is Outcome.OK:
             st.status = StepStatus.COMPENSATED if reply.compensation else StepStatus.SUCCEEDED
@@ -150,14 +143,7 @@ class _Decider:
             return
         # A fault (or a refusal where none is allowed): retry under the policy.
         if reply.attempt != sent:
-            self._log(
-                "reply_ignored",
-                step.name,
-                reply.attempt,
-                outcome=reply.outcome.value,
-                compensation=reply.compensation,
-                reason="stale attempt",
-            )
+            self._ignore(reply, "stale attempt")
             return
         st.error = reply.code or reply.outcome.value
         self._log(
@@ -174,6 +160,16 @@ class _Decider:
             delay = policy.delay(st.budget_used, self.rand())
             st.due = self.now + delay
             self._log("retry_scheduled", step.name, reply.attempt, delay=round(delay, 3))
+
+    def _ignore(self, reply: Replied, reason: str) -> None:
+        self._log(
+            "reply_ignored",
+            reply.step,
+            reply.attempt,
+            outcome=reply.outcome.value,
+            compensation=reply.compensation,
+            reason=reason,
+        )
 
     def _on_tick(self) -> None:
         for step in self.definition.steps:

@@ -21,6 +21,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from sagas import bench
 from sagas.system import MANAGE, System, scratch_database
 
+COUNTS = ("orders", "concurrency", "latency_orders", "saga_workers", "q_workers", "naive_processes")
+
 
 class Command(BaseCommand):
     help = "Benchmark the order saga end to end on a fresh database and print the figures."
@@ -47,14 +49,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for name in (
-            "orders",
-            "concurrency",
-            "latency_orders",
-            "saga_workers",
-            "q_workers",
-            "naive_processes",
-        ):
+        for name in COUNTS:
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         if options["inside"]:
@@ -85,14 +80,7 @@ class Command(BaseCommand):
             system.manage("migrate", "--no-input")
             system.manage("seed_demo")
             argv = ["saga_bench", "--inside", f"--port={system.port}"]
-            for name in (
-                "orders",
-                "concurrency",
-                "latency_orders",
-                "saga_workers",
-                "q_workers",
-                "naive_processes",
-            ):
+            for name in COUNTS:
                 argv.append(f"--{name.replace('_', '-')}={options[name]}")
             try:
                 system.start()
