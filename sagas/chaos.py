@@ -95,6 +95,7 @@ class ChaosResult:
     time_to_quiet: float = 0.0
     quiet: bool = False
     fenced: int = 0  # decisions of paused workers refused because their lease was taken over
+    drain: float = 0.0  # from the last order placed to every saga finished, faults still firing
 
     @property
     def ok(self) -> bool:
@@ -110,7 +111,7 @@ class ChaosResult:
             f"restarts={self.counts.restarts} pg_restarts={self.counts.pg_restarts} completed={by.get('completed', 0)} "
             f"failed={by.get('failed', 0)} stuck={by.get('stuck', 0)} lost={len(self.lost)} "
             f"failed_tasks={self.report.failed_tasks} violations={len(self.report.violations)} "
-            f"time_to_quiet={self.time_to_quiet:.1f}s reasons={reasons}"
+            f"drain={self.drain:.1f}s time_to_quiet={self.time_to_quiet:.1f}s reasons={reasons}"
         )
 
 
@@ -380,14 +381,20 @@ def run(
                     f"({time.monotonic() - started:.0f} s)"
                 )
     # Keep the storm going while sagas are in flight and until the minimum faults were dealt.
-    deadline = time.monotonic() + quiet_timeout
+    placed_at = time.monotonic()
+    deadline = placed_at + quiet_timeout
     counts = chaos.counts
-    while time.monotonic() < deadline and (
-        not audit_retrying(audit).quiet
-        or counts.kills < min_kills
-        or counts.terminated < min_terminated
-        or (pg_restart and not counts.pg_restarts)
-    ):
+    drained_at = 0.0  # when every saga had finished and every queue was empty, under fire
+    while time.monotonic() < deadline:
+        if not drained_at and audit_retrying(audit).quiet:
+            drained_at = time.monotonic()
+        if (
+            drained_at
+            and counts.kills >= min_kills
+            and counts.terminated >= min_terminated
+            and (counts.pg_restarts or not pg_restart)
+        ):
+            break
         time.sleep(1)
     chaos.done.set()
     storm.join()
@@ -417,6 +424,7 @@ def run(
         lost,
         quiet_at - chaos.counts.last_fault,
         report.quiet,
+        drain=(drained_at or quiet_at) - placed_at,
     )
 
 
