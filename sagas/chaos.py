@@ -250,18 +250,32 @@ class Chaos:
     def duplicate_messages(self) -> None:
         """Deliver messages twice: a queued command and a waiting reply (in-flight duplicates),
         and an old command and an old success reply of a random saga (late duplicates)."""
+        from sagas import transport
+        from sagas.messages import Outcome, Reply
+        from sagas.models import SagaReply
+
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             commands = conn.execute(
                 "INSERT INTO django_q_ormq (key, payload, lock) SELECT key, payload, now() "
                 "FROM django_q_ormq ORDER BY random() LIMIT 1 RETURNING id"
             ).fetchall()
-            replies = conn.execute(
-                "INSERT INTO sagas_sagareply (saga_id, step, compensation, attempt, outcome, code, "
-                "message, data, received_at) SELECT saga_id, step, compensation, attempt, outcome, "
-                "code, message, data, now() FROM sagas_sagareply ORDER BY random() LIMIT 1 "
-                "RETURNING id"
-            ).fetchall()
-        self.counts.duplicates += len(commands) + len(replies) + self.replay_old_messages()
+        waiting = SagaReply.objects.order_by("?").first()
+        if waiting is not None:  # through the real delivery path, as a redelivered task would
+            transport.deliver(
+                [
+                    Reply(
+                        str(waiting.saga_id),
+                        waiting.step,
+                        waiting.compensation,
+                        waiting.attempt,
+                        Outcome(waiting.outcome),
+                        waiting.code,
+                        waiting.message,
+                        waiting.data,
+                    )
+                ]
+            )
+        self.counts.duplicates += len(commands) + (waiting is not None) + self.replay_old_messages()
 
     def replay_old_messages(self) -> int:
         """Send again a command a saga already sent, and repeat a success it already got."""

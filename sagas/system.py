@@ -111,6 +111,9 @@ class System:
         return done.stdout
 
     def start(self) -> None:
+        # A SIGTERM to the runner must stop the system too: turn it into SystemExit so that
+        # the caller's `finally: system.stop()` runs.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         for proc in self.procs:
             self._spawn(proc)
         self.wait_ready()
