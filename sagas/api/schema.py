@@ -58,6 +58,11 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         "Too many requests; retry after the `Retry-After` seconds.",
         {"code": "throttled", "message": "Request was throttled. Expected available in 1 second."},
     ),
+    503: (
+        "The database is unreachable (restart, failover); nothing was done. Retry after "
+        "`Retry-After` seconds, with the same Idempotency-Key for an order.",
+        {"code": "service_unavailable", "message": "The database is unavailable; retry shortly."},
+    ),
 }
 
 

@@ -129,7 +129,7 @@ class OrderList(generics.ListAPIView):
         parameters=[IDEMPOTENCY_KEY, REPLAYED_HEADER],
         responses={
             202: OpenApiResponse(s.OrderAcceptedSerializer, description="The saga has started."),
-            **errors(400, 401, 403, 413, 415, 422, 429),
+            **errors(400, 401, 403, 413, 415, 422, 429, 503),
         },
         examples=[
             OpenApiExample("an order", request_only=True, value=ORDER_EXAMPLE),

@@ -115,3 +115,20 @@ def test_an_empty_rate_turns_the_throttle_off(settings: Settings) -> None:
     settings.ORDER_THROTTLE_RATE = ""
 
     assert [place(client).status_code for _ in range(3)] == [202, 202, 202]
+
+
+def test_a_lost_database_connection_is_a_503_to_retry_and_creates_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import OperationalError
+
+    def database_gone(**kwargs: Any) -> None:
+        raise OperationalError("terminating connection due to administrator command")
+
+    product()
+    monkeypatch.setattr(views, "place_order", database_gone)
+    before = created_rows()
+    answer = place(client_for(user()))
+    assert_error_shape(answer, 503, "service_unavailable")
+    assert answer["Retry-After"] == "1"
+    assert created_rows() == before
