@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 
@@ -24,6 +24,9 @@ from sagas.notify import Listener, notify
 log = logging.getLogger(__name__)
 
 MAX_IDLE_WAIT = 1.0  # seconds between looks for redeliverable tasks when nothing is notified
+
+# Commit without waiting for the WAL flush, for writes whose loss in a crash only repeats work.
+NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
 
 CLAIM = """
 UPDATE django_q_ormq SET lock = now() + make_interval(secs => %s)
@@ -62,7 +65,8 @@ class PostgresBroker(ORM):
             return super().dequeue()
         try:
             self.get_connection()  # closes stale connections between looks, as the ORM broker does
-            with self._connection.cursor() as cursor:
+            with transaction.atomic(using=Conf.ORM), self._connection.cursor() as cursor:
+                cursor.execute(NO_FLUSH_WAIT)  # a claim lost in a crash: the task comes back
                 cursor.execute(CLAIM, [Conf.RETRY, self.list_key, Conf.BULK])
                 tasks = [(pk, payload) for pk, payload in cursor.fetchall()]
         except DatabaseError as exc:
@@ -79,6 +83,14 @@ class PostgresBroker(ORM):
         return None
 
     def acknowledge(self, task_id: Any) -> Any:
-        done = super().acknowledge(task_id)
+        if self._connection.vendor == "postgresql":
+            self.get_connection()
+            with transaction.atomic(using=Conf.ORM), self._connection.cursor() as cursor:
+                # An acknowledgement lost in a crash means one more delivery, which is harmless.
+                cursor.execute(NO_FLUSH_WAIT)
+                cursor.execute("DELETE FROM django_q_ormq WHERE id = %s", [task_id])
+                done = cursor.rowcount
+        else:
+            done = super().acknowledge(task_id)
         cluster.mark("acknowledged")  # the watchdog's sign of life (sagas.cluster)
         return done
