@@ -17,10 +17,25 @@ pytestmark = pytest.mark.processes
 def test_a_chaos_run_of_200_orders_ends_quiet_with_no_violation_and_nothing_lost() -> None:
     assert os.environ.get("DATABASE_URL", "").startswith("postgres")
     done = subprocess.run(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "saga_chaos", "--orders", "200",
-         "--seed", "20261126", "--min-kills", "10", "--min-terminated", "5",
-         "--quiet-timeout", "240"],
-        capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            str(settings.BASE_DIR / "manage.py"),
+            "saga_chaos",
+            "--orders",
+            "200",
+            "--seed",
+            "20261126",
+            "--min-kills",
+            "10",
+            "--min-terminated",
+            "5",
+            "--quiet-timeout",
+            "240",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     output = done.stdout + done.stderr
     line = re.search(r"^chaos seed=.*$", output, re.MULTILINE)
