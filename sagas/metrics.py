@@ -42,7 +42,7 @@ class DatabaseGauges(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.db.models import Count, Min
         from django.utils import timezone
-        from django_q.models import OrmQ
+        from django_q.models import Failure, OrmQ
 
         from sagas.models import Saga
 
@@ -59,6 +59,12 @@ class DatabaseGauges(Collector):
         for row in OrmQ.objects.values("key").annotate(n=Count("id")):
             depth.add_metric([row["key"]], row["n"])
         yield depth
+        # Tasks django-q2 gave up on (Q_MAX_ATTEMPTS): kept for operators, never dropped silently.
+        yield GaugeMetricFamily(
+            "saga_failed_tasks",
+            "Failed django-q2 tasks kept for operators",
+            value=Failure.objects.count(),
+        )
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

@@ -172,3 +172,24 @@ def test_the_watchdog_sees_work_waiting_or_tasks_running_without_acknowledgement
     assert cluster.stalled("payments", progress(60, 60), limit=10)  # work waits, nobody takes it
     monkeypatch.setattr(cluster, "claimable_waiting", lambda queue, older_than: False)
     assert cluster.stalled("payments", progress(1, 30), limit=10)  # monitor wedged: no acks
+
+
+def test_metrics_report_sagas_by_status_queue_depth_and_failed_tasks() -> None:
+    from django.test import Client
+    from django_q.models import Failure
+
+    order_saga()
+    order_saga()
+    Failure.objects.create(
+        id="f" * 32,
+        name="poison",
+        func="sagas.transport.execute",
+        started=timezone.now(),
+        stopped=timezone.now(),
+        success=False,
+    )
+    text = Client().get("/metrics").content.decode()
+    assert 'saga_instances{status="pending"} 2.0' in text
+    assert 'saga_queue_depth{queue="payments"} 2.0' in text
+    assert "saga_failed_tasks 1.0" in text
+    assert 'saga_started_total{type="order"}' in text
