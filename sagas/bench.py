@@ -3,6 +3,7 @@ ceiling of four plain local commits per order on the same database."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import statistics
 import time
@@ -53,15 +54,18 @@ class Throughput:
 class Driver:
     """Places orders over HTTP and waits for them in the database."""
 
-    def __init__(self, base_url: str, token: str, sku: str) -> None:
-        self.base_url, self.sku = base_url, sku
+    def __init__(self, base_url: str, token: str, skus: list[str]) -> None:
+        self.base_url, self.skus = base_url, skus
+        self.placed = itertools.count()  # orders spread over the SKUs in turn
         self.http = requests.Session()
         self.http.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=256))
         self.http.headers["Authorization"] = f"Token {token}"
 
     def place(self) -> str:
         answer = self.http.post(
-            f"{self.base_url}/api/orders/", json=order_body(self.sku), timeout=60
+            f"{self.base_url}/api/orders/",
+            json=order_body(self.skus[next(self.placed) % len(self.skus)]),
+            timeout=60,
         )
         if answer.status_code != 202:
             raise RuntimeError(f"order refused: {answer.status_code} {answer.text[:300]}")
@@ -104,14 +108,15 @@ def throughput(
     return Throughput(orders, seconds, statuses.count("completed"), statuses.count("failed"))
 
 
-def _naive_orders(count: int, sku: str) -> None:
+def _naive_orders(count: int, skus: list[str]) -> None:
     from inventory.services import reserve_stock
     from orders.services import LineSpec, create_order
     from payments.services import charge_payment
     from shipping.services import Address, schedule_shipment
 
     address = Address("Bench", "1 Loop Road", "Lyon", "69001", "FR")
-    for _ in range(count):
+    for n in range(count):
+        sku = skus[n % len(skus)]
         saga_id, order_id = uuid.uuid4(), uuid.uuid4()
         price = Decimal("12.50")
         create_order(
@@ -134,7 +139,7 @@ def _naive_orders(count: int, sku: str) -> None:
     connections.close_all()
 
 
-def naive_ceiling(orders: int, processes: int, sku: str) -> float:
+def naive_ceiling(orders: int, processes: int, skus: list[str]) -> float:
     """Orders per second doing only the four local commits, in `processes` parallel processes."""
     from payments.models import PaymentMethod
 
@@ -147,7 +152,7 @@ def naive_ceiling(orders: int, processes: int, sku: str) -> float:
     per_process = orders // processes
     started = time.monotonic()
     workers = [
-        context.Process(target=_naive_orders, args=(per_process, sku)) for _ in range(processes)
+        context.Process(target=_naive_orders, args=(per_process, skus)) for _ in range(processes)
     ]
     for worker in workers:
         worker.start()

@@ -21,7 +21,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from sagas import bench
 from sagas.system import MANAGE, System, scratch_database
 
-COUNTS = ("orders", "concurrency", "latency_orders", "saga_workers", "q_workers", "naive_processes")
+COUNTS = (
+    "orders",
+    "concurrency",
+    "latency_orders",
+    "saga_workers",
+    "q_workers",
+    "naive_processes",
+    "skus",
+)
 
 
 class Command(BaseCommand):
@@ -42,6 +50,12 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--naive-processes", type=int, default=4, help="processes for the naive ceiling (4)"
+        )
+        parser.add_argument(
+            "--skus",
+            type=int,
+            default=1,
+            help="products the orders spread over (1: one hot product)",
         )
         parser.add_argument("--keep", action="store_true", help="keep the database and logs")
         # Internal: the measuring half, run in a process of its own against the bench database.
@@ -99,17 +113,18 @@ class Command(BaseCommand):
 
         write = self.stdout.write
         port = options["port"]
-        sku = f"BENCH-{uuid.uuid4().hex[:6]}"
-        total = options["orders"] + options["latency_orders"] + options["orders"]
-        create_product(
-            sku=sku, name="bench", price=bench.Decimal("12.50"), currency="EUR", stock=total + 10
-        )
+        total = options["orders"] + options["latency_orders"] + options["orders"] + 10
+        skus = [f"BENCH-{uuid.uuid4().hex[:6]}-{n}" for n in range(options["skus"])]
+        for sku in skus:
+            create_product(
+                sku=sku, name="bench", price=bench.Decimal("12.50"), currency="EUR", stock=total
+            )
         token = Token.objects.get(user__username="demo").key
-        driver = bench.Driver(f"http://127.0.0.1:{port}", token, sku)
+        driver = bench.Driver(f"http://127.0.0.1:{port}", token, skus)
         vendor = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         write(
             f"saga_bench on {vendor}: {options['saga_workers']} saga workers, 4 queues x "
-            f"{options['q_workers']} django-q2 workers"
+            f"{options['q_workers']} django-q2 workers; orders spread over {len(skus)} product(s)"
         )
         driver.wait_finished([driver.place() for _ in range(3)], timeout=60)  # warm up
         lat = bench.latency(driver, options["latency_orders"])
@@ -120,7 +135,7 @@ class Command(BaseCommand):
             f"{result.seconds:.2f} s = {result.per_second:.1f} orders/s "
             f"(completed {result.completed}, failed {result.failed})"
         )
-        ceiling = bench.naive_ceiling(options["orders"], options["naive_processes"], sku)
+        ceiling = bench.naive_ceiling(options["orders"], options["naive_processes"], skus)
         write(
             f"naive ceiling, 4 local commits per order in {options['naive_processes']} "
             f"processes, no orchestration: {ceiling:.1f} orders/s"
