@@ -49,15 +49,15 @@ def audit(max_listed: int = 20) -> AuditReport:
     Product = apps.get_model("inventory", "Product")
     Shipment = apps.get_model("shipping", "Shipment")
 
-    statuses = dict(Saga.objects.filter(type="order").values_list("id", "status"))
-    report.sagas = len(statuses)
+    rows = list(
+        Saga.objects.filter(type="order").values_list("id", "status", "reason_code", "data__total")
+    )
+    statuses = {saga_id: status for saga_id, status, _, _ in rows}
+    totals = {str(saga_id): Decimal(total) for saga_id, _, _, total in rows}
+    report.sagas = len(rows)
     report.by_status = dict(Counter(statuses.values()))
     report.failure_reasons = dict(
-        Counter(
-            Saga.objects.filter(type="order", status=SagaStatus.FAILED).values_list(
-                "reason_code", flat=True
-            )
-        )
+        Counter(reason for _, status, reason, _ in rows if status == SagaStatus.FAILED)
     )
     report.queued_tasks = OrmQ.objects.count()
     report.unread_replies = SagaReply.objects.count()
@@ -79,7 +79,6 @@ def audit(max_listed: int = 20) -> AuditReport:
         for s in Shipment.objects.filter(status="scheduled").values_list("saga_id", flat=True)
     )
     orders = {str(s): status for s, status in Order.objects.values_list("saga_id", "status")}
-    totals = {str(s.id): Decimal(s.data["total"]) for s in Saga.objects.filter(type="order")}
 
     problems: list[str] = []
     for saga_id, status in statuses.items():

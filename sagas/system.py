@@ -100,7 +100,7 @@ class System:
         """Run a management command against this system's database; returns its stdout."""
         done = subprocess.run(
             [sys.executable, MANAGE, *args],
-            env=self._environ(self.env),
+            env=self.process_env(self.env),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -123,7 +123,7 @@ class System:
         self._logs.append(log)
         proc.popen = subprocess.Popen(
             proc.argv,
-            env=self._environ(proc.env),
+            env=self.process_env(proc.env),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=settings.BASE_DIR,
@@ -182,8 +182,22 @@ class System:
         self._logs.clear()
 
     @staticmethod
-    def _environ(env: dict[str, str]) -> dict[str, str]:
+    def process_env(env: dict[str, str]) -> dict[str, str]:
+        """The environment of a child process: this one's, overridden by `env`."""
         return {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+
+
+def local_env(tmp: Path, secret_key: str) -> dict[str, str]:
+    """Settings for a whole-system run on this host over plain HTTP: production mode (DEBUG
+    off), no HTTPS redirect, quiet logs, and a cache of its own in `tmp`."""
+    return {
+        "DEBUG": "0",
+        "SECRET_KEY": secret_key,
+        "SECURE_SSL_REDIRECT": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+        "CACHE_DIR": str(tmp / "cache"),
+    }
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import requests
 
-from sagas.system import System, scratch_database
+from sagas.system import System, local_env, scratch_database
 
 OK_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
@@ -24,11 +24,6 @@ TRANSIENT_CARD = "4000000000000119"
 
 # Short timings so that retries and deadlines play out within a test.
 FAST = {
-    "DEBUG": "0",
-    "SECRET_KEY": "functional-tests-" + "x" * 50,
-    "SECURE_SSL_REDIRECT": "0",
-    "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    "LOG_LEVEL": "WARNING",
     "Q_TIMEOUT": "3",
     "Q_RETRY": "8",
     "SAGA_STEP_DEADLINE_SECONDS": "10",
@@ -124,7 +119,7 @@ class RunningSystem:
 @contextmanager
 def running_system(tmp: Path, database_url: str | None, **env: str) -> Iterator[RunningSystem]:
     """Migrate, seed and start the whole system; stop it (SIGTERM, then SIGKILL) afterwards."""
-    environ = {**FAST, "CACHE_DIR": str(tmp / "cache"), **env}
+    environ = {**local_env(tmp, "functional-tests-" + "x" * 50), **FAST, **env}
     if database_url:
         environ["DATABASE_URL"] = database_url
     else:

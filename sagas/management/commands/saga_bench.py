@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sagas import bench
-from sagas.system import MANAGE, System, scratch_database
+from sagas.system import MANAGE, System, local_env, scratch_database
 
 COUNTS = (
     "orders",
@@ -73,15 +73,7 @@ class Command(BaseCommand):
 
     def fresh_database_run(self, options: dict[str, Any]) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="saga_bench_"))
-        env = {
-            "LOG_LEVEL": "WARNING",
-            "CACHE_DIR": str(tmp / "cache"),
-            "DEBUG": "0",
-            "SECRET_KEY": settings.SECRET_KEY,
-            "SECURE_SSL_REDIRECT": "0",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "ORDER_THROTTLE_RATE": "",
-        }
+        env = {**local_env(tmp, settings.SECRET_KEY), "ORDER_THROTTLE_RATE": ""}
         with scratch_database(settings.DATABASE_URL, tmp, "saga_bench", options["keep"]) as db:
             env.update(db)
             system = System(
@@ -99,7 +91,7 @@ class Command(BaseCommand):
             try:
                 system.start()
                 done = subprocess.run(
-                    [sys.executable, MANAGE, *argv], env=System._environ(env), check=False
+                    [sys.executable, MANAGE, *argv], env=System.process_env(env), check=False
                 )
             finally:
                 system.stop()

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sagas import chaos
 from sagas.faults import parse as parse_faults
-from sagas.system import MANAGE, System, scratch_database
+from sagas.system import MANAGE, System, local_env, scratch_database
 
 NUMBERS = (
     "orders",
@@ -100,18 +100,7 @@ class Command(BaseCommand):
         argv += [f"--{n.replace('_', '-')}={options[n]}" for n in (*NUMBERS, "seed", "faults")]
         argv += ["--pg-restart"] if options["pg_restart"] else []
         with scratch_database(settings.DATABASE_URL, tmp, "saga_chaos", options["keep"]) as db:
-            env = System._environ(
-                {
-                    **db,
-                    "DEBUG": "0",
-                    "SECRET_KEY": settings.SECRET_KEY,
-                    "SECURE_SSL_REDIRECT": "0",
-                    "LOG_LEVEL": "WARNING",
-                    "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                    "CACHE_DIR": str(tmp / "cache"),
-                    **chaos.TIMINGS,
-                }
-            )
+            env = System.process_env({**db, **local_env(tmp, settings.SECRET_KEY), **chaos.TIMINGS})
             done = subprocess.run(argv, env=env, check=False)
         if done.returncode:
             raise CommandError(f"the chaos run failed (seed {options['seed']}); logs in {tmp}")
@@ -127,28 +116,13 @@ class Command(BaseCommand):
 
         say = self.stdout.write
         log_dir = Path(options["log_dir"] or tempfile.mkdtemp(prefix="saga_chaos_"))
+        # The rest of the system's settings come from this process's environment (set outside).
         env = {
-            k: v
-            for k, v in System._environ({}).items()
-            if k
-            in (
-                "DATABASE_URL",
-                "DEBUG",
-                "SECRET_KEY",
-                "SECURE_SSL_REDIRECT",
-                "LOG_LEVEL",
-                "ALLOWED_HOSTS",
-                "CACHE_DIR",
-            )
-            or k in chaos.TIMINGS
+            "DATABASE_URL": settings.DATABASE_URL,
+            "SAGA_FAULTS": options["faults"],
+            "SAGA_FAULT_SEED": str(options["seed"]),
+            "PGAPPNAME": "saga",
         }
-        env.update(
-            {
-                "SAGA_FAULTS": options["faults"],
-                "SAGA_FAULT_SEED": str(options["seed"]),
-                "PGAPPNAME": "saga",
-            }
-        )
         system = System(
             env=env,
             log_dir=log_dir / "logs",
