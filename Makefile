@@ -32,6 +32,8 @@ run: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy .
 
 # The suite runs on PostgreSQL (the real database); the SQLite default has its own end-to-end test.

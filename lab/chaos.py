@@ -28,8 +28,8 @@ import psycopg
 import requests
 from django.db import DatabaseError, connections
 
-from sagas.audit import AuditReport
-from sagas.system import Proc, System
+from lab.audit import AuditReport
+from lab.system import Proc, System
 
 CARDS = {
     "ok": "4242424242424242",

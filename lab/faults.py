@@ -2,7 +2,8 @@
 
 SAGA_FAULTS="<command>:<kind>:<probability>,..." with kind `error` (a transient exception),
 `crash` (the process dies mid-handler, before or after its commit at random) or `delay=<ms>`.
-SAGA_FAULT_SEED makes each process's draws repeatable. Unset means no faults.
+SAGA_FAULT_SEED makes each process's draws repeatable. Unset means no faults: the engine's
+transport then runs commands with no hook at all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 from dataclasses import dataclass
 from functools import cache
 
-from sagas.messages import Command
+from sagas import transport
+from sagas.messages import Command, Reply
 
 
 class InjectedFault(Exception):
@@ -80,3 +82,18 @@ def crash() -> None:
 @cache
 def faults() -> Faults:
     return Faults(parse(os.environ.get("SAGA_FAULTS", "")), os.environ.get("SAGA_FAULT_SEED"))
+
+
+def inject(command: Command, run: transport.Perform) -> Reply:
+    """The transport's command hook: maybe delay, fail, or crash before or after the commit."""
+    crash_at = faults().before(command)
+    reply = run((lambda _: crash()) if crash_at == "before" else None)
+    if crash_at == "after":
+        crash()
+    return reply
+
+
+def install() -> None:
+    """Hook the injector into the transport when SAGA_FAULTS is set (in the lab's ready())."""
+    if os.environ.get("SAGA_FAULTS"):
+        transport.set_command_hook(inject)

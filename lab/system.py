@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import psycopg
 from django.conf import settings
 
+from sagas.cluster import descendants
+
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 
 
@@ -225,18 +227,3 @@ def scratch_database(
         if not keep:
             with psycopg.connect(admin_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, parents before their children."""
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        current = pending.pop(0)
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        found += map(int, children)
-        pending += map(int, children)
-    return found

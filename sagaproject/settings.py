@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "payments",
     "inventory",
     "shipping",
+    "storefront",
+    "lab",
 ]
 
 MIDDLEWARE = [
@@ -224,8 +226,8 @@ SPECTACULAR_SETTINGS = {
     ],
     "ENUM_NAME_OVERRIDES": {
         "SagaStatusEnum": "sagas.api.serializers.SAGA_STATUSES",
-        "OrderStatusEnum": "sagas.api.serializers.ORDER_STATUSES",
-        "AcceptedStatusEnum": "sagas.api.serializers.ACCEPTED_STATUSES",
+        "OrderStatusEnum": "storefront.api.serializers.ORDER_STATUSES",
+        "AcceptedStatusEnum": "storefront.api.serializers.ACCEPTED_STATUSES",
     },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 256 * 1024)

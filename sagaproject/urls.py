@@ -12,6 +12,7 @@ from sagas.health import healthz, readyz
 urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/", include("storefront.api.urls")),
     path("api/", include("sagas.api.urls")),
     path("healthz", healthz),
     path("readyz", readyz),

@@ -21,6 +21,7 @@ import signal
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.db import DatabaseError, connections
@@ -28,8 +29,6 @@ from django.db.models.functions import Now
 from django_q.cluster import Cluster
 from django_q.conf import Conf
 from django_q.models import OrmQ
-
-from sagas.system import descendants
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,21 @@ def stalled(queue: str, watched: Progress, limit: float) -> bool:
         return False
     busy_without_acks = watched.executed.value - watched.acknowledged.value > limit / 2
     return busy_without_acks or claimable_waiting(queue, older_than=2.0)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, parents before their children."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        current = pending.pop(0)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        found += map(int, children)
+        pending += map(int, children)
+    return found
 
 
 def kill_cluster_processes() -> None:

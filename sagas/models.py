@@ -20,7 +20,9 @@ class Saga(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=64)
     status = models.CharField(
-        max_length=16, choices=[(s.value, s.value) for s in SagaStatus], default=SagaStatus.PENDING
+        max_length=16,
+        choices=[(s.value, s.value) for s in SagaStatus],
+        default=SagaStatus.PENDING.value,
     )
     correlation_id = models.CharField(max_length=64, db_index=True)  # e.g. the order id
     owner_id = models.BigIntegerField(null=True, blank=True, db_index=True)  # the user it acts for
@@ -85,27 +87,3 @@ class SagaEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.step}"
-
-
-class IdempotencyKey(models.Model):
-    """A client's Idempotency-Key for order creation (Stripe's semantics, scoped per user).
-
-    Inserted in the transaction that starts the saga, so exactly one of two concurrent requests
-    with the same key starts one; the other finds the stored answer.
-    """
-
-    owner_id = models.BigIntegerField()
-    key = models.CharField(max_length=255)
-    request_hash = models.CharField(max_length=64)  # sha256 of the canonical request body
-    saga = models.ForeignKey(Saga, null=True, blank=True, on_delete=models.SET_NULL)
-    status_code = models.PositiveSmallIntegerField()
-    response = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["owner_id", "key"], name="idempotency_key_per_owner")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.owner_id}:{self.key}"

@@ -10,21 +10,34 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.db import router, transaction
 from django.db.models.functions import Now
 from django_q.tasks import async_task
 
-from sagas import cluster, faults, metrics
+from sagas import cluster, metrics
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaReply
 from sagas.notify import notify
-from sagas.participant import perform
+from sagas.participant import BeforeCommit, perform
 
 log = logging.getLogger(__name__)
 
 WAKE_CHANNEL = "saga_wake"
+
+# A hook around each command's execution, for fault injection in tests and demos (the lab
+# installs one only when SAGA_FAULTS is set). It is given the command and `run`, which performs
+# it; `run(before_commit)` calls `before_commit` inside the command's transaction, just before
+# the commit.
+Perform = Callable[[BeforeCommit | None], Reply]
+CommandHook = Callable[[Command, Perform], Reply]
+_command_hook: CommandHook | None = None
+
+
+def set_command_hook(hook: CommandHook | None) -> None:
+    global _command_hook
+    _command_hook = hook
 
 
 def enqueue(commands: Iterable[Command]) -> None:
@@ -50,14 +63,11 @@ def execute(batch: list[dict]) -> int:
 
 
 def _run(command: Command) -> Reply:
-    injected = faults.faults()
     try:
-        crash_at = injected.before(command)
-        reply = perform(
-            command, before_commit=(lambda _: faults.crash()) if crash_at == "before" else None
-        )
-        if crash_at == "after":
-            faults.crash()
+        if _command_hook is None:
+            reply = perform(command)
+        else:
+            reply = _command_hook(command, lambda before_commit: perform(command, before_commit))
     except Exception as exc:  # a fault: nothing was committed, the same key may be retried
         log.warning(
             "command failed",

@@ -16,8 +16,8 @@ from orders.saga import ORDER_SAGA
 from payments.exceptions import InvalidCard
 from payments.services import tokenize_card
 from sagas.core.state import SagaStatus
-from sagas.models import IdempotencyKey
 from sagas.services import start_saga
+from storefront.models import IdempotencyKey
 
 # Every amount column downstream (order total, charge) is NUMERIC(12, 2).
 MAX_ORDER_TOTAL = Decimal("9999999999.99")

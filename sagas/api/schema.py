@@ -1,13 +1,12 @@
-"""OpenAPI pieces shared by the views: the error responses, the Idempotency-Key header, examples."""
+"""OpenAPI pieces shared by every API view: the error responses in the one error shape."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 
 from sagas.api.errors import ErrorSerializer
-from sagas.api.idempotency import HEADER, KEY_PATTERN, MAX_KEY_LENGTH
 
 _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     400: (
@@ -78,28 +77,6 @@ def error(status_code: int, description: str, example: dict[str, str]) -> OpenAp
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """The usual error responses of these statuses."""
     return {code: error(code, *_ERRORS[code]) for code in statuses}
-
-
-IDEMPOTENCY_KEY = OpenApiParameter(
-    HEADER,
-    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
-    OpenApiParameter.HEADER,
-    description=(
-        "Makes the request safe to retry (Stripe's semantics, scoped per user): the same key "
-        "with the same body returns the first answer (status and body, same `order_id`) and "
-        "starts nothing new, even when both requests arrive at once; the same key with a "
-        "different body answers 422. Answers 400 are not stored: fix the body and retry with "
-        "the same key. Use a random UUID per order."
-    ),
-)
-
-REPLAYED_HEADER = OpenApiParameter(
-    "Idempotent-Replayed",
-    {"type": "string", "enum": ["true"]},
-    OpenApiParameter.HEADER,
-    description="Present when this answer is the stored first answer to the Idempotency-Key.",
-    response=[202],
-)
 
 
 def close_request_objects(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from django.utils.crypto import salted_hmac
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 
 from sagas.api.errors import invalid
@@ -37,3 +38,25 @@ def request_digest(data: Any) -> str:
     """
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return salted_hmac("sagas.api.idempotency", canonical, algorithm="sha256").hexdigest()
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    HEADER,
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
+    OpenApiParameter.HEADER,
+    description=(
+        "Makes the request safe to retry (Stripe's semantics, scoped per user): the same key "
+        "with the same body returns the first answer (status and body, same `order_id`) and "
+        "starts nothing new, even when both requests arrive at once; the same key with a "
+        "different body answers 422. Answers 400 are not stored: fix the body and retry with "
+        "the same key. Use a random UUID per order."
+    ),
+)
+
+REPLAYED_HEADER = OpenApiParameter(
+    "Idempotent-Replayed",
+    {"type": "string", "enum": ["true"]},
+    OpenApiParameter.HEADER,
+    description="Present when this answer is the stored first answer to the Idempotency-Key.",
+    response=[202],
+)

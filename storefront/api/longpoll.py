@@ -18,11 +18,11 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.renderers import JSONRenderer
 
-from sagas.api import serializers as s
 from sagas.api.errors import ApiError
-from sagas.api.views import OrderDetail, wait_seconds
 from sagas.core.state import SagaStatus
 from sagas.models import Saga
+from storefront.api import serializers as s
+from storefront.api.views import OrderDetail, wait_seconds
 
 FIRST_PAUSE = 0.02
 MAX_PAUSE = 0.5

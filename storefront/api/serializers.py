@@ -1,4 +1,4 @@
-"""Request and response shapes of the public API. Each declares exactly the fields it reads or
+"""Request and response shapes of the storefront's API (catalogue and orders). Each declares exactly the fields it reads or
 writes. Prices, totals and statuses are read-only: the server computes them; a client never
 sends a price."""
 
@@ -9,15 +9,16 @@ from typing import Any
 
 from rest_framework import serializers
 
-from sagas.api.countries import COUNTRY_CODES
-from sagas.api.fields import (
+from sagas.api.serializers import ReasonSerializer, StepSerializer, reason_of, steps_of
+from sagas.core.state import SagaStatus
+from sagas.models import Saga
+from storefront.api.countries import COUNTRY_CODES
+from storefront.api.fields import (
     StrictCharField,
     StrictDecimalField,
     StrictIntegerField,
     StrictRegexField,
 )
-from sagas.core.state import SagaStatus
-from sagas.models import Saga, SagaEvent
 
 MAX_LINES = 100
 MAX_QUANTITY = 1000
@@ -124,7 +125,6 @@ class OrderAcceptedSerializer(serializers.Serializer):
 
 # --- Reading orders and sagas ---------------------------------------------------------------
 
-SAGA_STATUSES = [status.value for status in SagaStatus]
 ORDER_STATUSES = [SagaStatus.PENDING.value, SagaStatus.COMPLETED.value, SagaStatus.FAILED.value]
 
 
@@ -135,20 +135,6 @@ def order_status(saga: Saga) -> str:
 
 def is_finished(saga: Saga) -> bool:
     return SagaStatus(saga.status).terminal
-
-
-class StepSerializer(serializers.Serializer):
-    """One step of the saga as its step log holds it (`saga.state["steps"]`)."""
-
-    name = serializers.CharField(read_only=True)
-    status = serializers.CharField(read_only=True)
-    attempts = serializers.IntegerField(read_only=True)
-    compensation_attempts = serializers.IntegerField(read_only=True)
-
-
-class ReasonSerializer(serializers.Serializer):
-    code = serializers.CharField(read_only=True, help_text="e.g. payment_declined, out_of_stock")
-    message = serializers.CharField(read_only=True)
 
 
 class OrderLineSerializer(serializers.Serializer):
@@ -168,24 +154,6 @@ class ShippingAddressSerializer(serializers.Serializer):
     city = serializers.CharField(read_only=True)
     postal_code = serializers.CharField(read_only=True)
     country = serializers.CharField(read_only=True)
-
-
-def steps_of(saga: Saga) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": name,
-            "status": step["status"],
-            "attempts": step["attempts"],
-            "compensation_attempts": step["compensation_attempts"],
-        }
-        for name, step in saga.state["steps"].items()
-    ]
-
-
-def reason_of(saga: Saga) -> dict[str, str] | None:
-    if not saga.reason_code:
-        return None
-    return {"code": saga.reason_code, "message": saga.reason_message}
 
 
 class OrderSerializer(serializers.Serializer):
@@ -220,89 +188,5 @@ class OrderSerializer(serializers.Serializer):
             "steps": steps_of(saga),
             "created_at": saga.created_at,
             "finished_at": saga.finished_at if is_finished(saga) else None,
-        }
-        return super().to_representation(view)
-
-
-class SagaSerializer(serializers.Serializer):
-    """A saga in the operators' list."""
-
-    id = serializers.UUIDField(read_only=True)
-    type = serializers.CharField(read_only=True)
-    status = serializers.ChoiceField(choices=SAGA_STATUSES, read_only=True)
-    reason = ReasonSerializer(read_only=True, allow_null=True)
-    correlation_id = serializers.CharField(read_only=True, help_text="The order id of an order.")
-    owner_id = serializers.IntegerField(read_only=True, allow_null=True)
-    created_at = serializers.DateTimeField(read_only=True)
-    updated_at = serializers.DateTimeField(read_only=True)
-    finished_at = serializers.DateTimeField(read_only=True, allow_null=True)
-
-    def to_representation(self, saga: Saga) -> dict[str, Any]:
-        view = {
-            "id": saga.id,
-            "type": saga.type,
-            "status": saga.status,
-            "reason": reason_of(saga),
-            "correlation_id": saga.correlation_id,
-            "owner_id": saga.owner_id,
-            "created_at": saga.created_at,
-            "updated_at": saga.updated_at,
-            "finished_at": saga.finished_at,
-        }
-        return super().to_representation(view)
-
-
-class SagaEventSerializer(serializers.Serializer):
-    id = serializers.IntegerField(read_only=True)
-    at = serializers.DateTimeField(read_only=True)
-    kind = serializers.CharField(read_only=True, help_text="e.g. step_succeeded")
-    step = serializers.CharField(read_only=True)
-    attempt = serializers.IntegerField(read_only=True)
-    detail = serializers.DictField(read_only=True)
-
-
-class SagaStepLogSerializer(StepSerializer):
-    kind = serializers.CharField(read_only=True, help_text="compensatable, pivot or retriable")
-    error = serializers.CharField(read_only=True, help_text="Last refusal or fault code.")
-    stalled = serializers.BooleanField(read_only=True, help_text="Waits for an operator.")
-
-
-class SagaDetailSerializer(SagaSerializer):
-    """A saga with its step log and its event timeline (in the order things happened)."""
-
-    steps = SagaStepLogSerializer(many=True, read_only=True)
-    events = SagaEventSerializer(many=True, read_only=True)
-
-    def to_representation(self, saga: Saga) -> dict[str, Any]:
-        view = super().to_representation(saga)
-        kinds = self.context.get("step_kinds", {})
-        view["steps"] = [
-            {
-                **step,
-                "kind": kinds.get(step["name"], ""),
-                "error": saga.state["steps"][step["name"]].get("error", ""),
-                "stalled": saga.state["steps"][step["name"]].get("stalled", False),
-            }
-            for step in steps_of(saga)
-        ]
-        events: list[SagaEvent] = self.context["events"]
-        view["events"] = [SagaEventSerializer(event).data for event in events]
-        return view
-
-
-class SagaActionResultSerializer(serializers.Serializer):
-    """What an operator action left: the saga's status and steps. A repeat answers the same."""
-
-    id = serializers.UUIDField(read_only=True)
-    status = serializers.ChoiceField(choices=SAGA_STATUSES, read_only=True)
-    reason = ReasonSerializer(read_only=True, allow_null=True)
-    steps = StepSerializer(many=True, read_only=True)
-
-    def to_representation(self, saga: Saga) -> dict[str, Any]:
-        view = {
-            "id": saga.id,
-            "status": saga.status,
-            "reason": reason_of(saga),
-            "steps": steps_of(saga),
         }
         return super().to_representation(view)

@@ -22,20 +22,25 @@ from inventory.exceptions import ProductExists
 from inventory.selectors import catalogue
 from inventory.services import create_product
 from orders.saga import ORDER_SAGA
-from sagas.api import serializers as s
 from sagas.api.config import api_config
 from sagas.api.errors import ApiError, invalid
-from sagas.api.idempotency import idempotency_key, request_digest
 from sagas.api.permissions import IsStaffForWrites
-from sagas.api.schema import IDEMPOTENCY_KEY, REPLAYED_HEADER, error, errors
-from sagas.api.throttles import OrderCreationThrottle
-from sagas.checkout import (
+from sagas.api.schema import error, errors
+from sagas.models import Saga
+from storefront.api import serializers as s
+from storefront.api.idempotency import (
+    IDEMPOTENCY_KEY,
+    REPLAYED_HEADER,
+    idempotency_key,
+    request_digest,
+)
+from storefront.api.throttles import OrderCreationThrottle
+from storefront.checkout import (
     Idempotency,
     IdempotencyKeyReused,
     OrderRejected,
     place_order,
 )
-from sagas.models import Saga
 
 ORDER_EXAMPLE = {
     "items": [{"sku": "MUG-002", "quantity": 2}],
@@ -214,7 +219,7 @@ def wait_seconds(raw: str | None) -> float:
 
 
 class OrderDetail(generics.RetrieveAPIView):
-    """One order. Routed through `sagas.api.longpoll.order_detail`, which waits when asked."""
+    """One order. Routed through `storefront.api.longpoll.order_detail`, which waits when asked."""
 
     serializer_class = s.OrderSerializer
 

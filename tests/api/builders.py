@@ -17,7 +17,8 @@ from rest_framework.test import APIClient
 from inventory.models import Product
 from inventory.services import create_product
 from payments.models import PaymentMethod
-from sagas.models import IdempotencyKey, Saga
+from sagas.models import Saga
+from storefront.models import IdempotencyKey
 
 OK_CARD = "4242424242424242"
 _names = itertools.count(1)

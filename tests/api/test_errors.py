@@ -10,7 +10,8 @@ from django.core.exceptions import RequestDataTooBig
 from django.test import RequestFactory
 from pytest_django.fixtures import Settings
 
-from sagas.api import errors, views
+from sagas.api import errors
+from storefront.api import views
 from tests.api.builders import client_for, created_rows, place, product, user
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from sagas import checkout
-from sagas.models import IdempotencyKey, Saga
+from sagas.models import Saga
+from storefront import checkout
+from storefront.models import IdempotencyKey
 from tests.api.builders import client_for, created_rows, order_body, place, product, user
 
 pytestmark = pytest.mark.django_db

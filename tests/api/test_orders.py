@@ -12,8 +12,8 @@ from django.db import connections
 from django.test import AsyncClient
 from rest_framework.authtoken.models import Token
 
-from sagas.api.longpoll import order_detail
 from sagas.models import Saga
+from storefront.api.longpoll import order_detail
 from tests.api.builders import (
     client_for,
     created_rows,

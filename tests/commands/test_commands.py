@@ -18,8 +18,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from inventory.models import Product
+from lab import faults
 from payments.models import Charge
-from sagas import cluster, faults
+from sagas import cluster
 from sagas.models import Saga
 from sagas.services import start_saga
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import requests
 
-from sagas.system import System, local_env, scratch_database
+from lab.system import System, local_env, scratch_database
 
 OK_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"

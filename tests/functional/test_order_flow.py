@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sagas.system import descendants
+from lab.system import descendants
 from tests.functional.harness import (
     DECLINED_CARD,
     NO_FUNDS_CARD,

@@ -44,20 +44,21 @@ from hypothesis.stateful import (
 
 from inventory.models import InventoryStepRecord, Product, Reservation, ReservationLine
 from inventory.services import create_product
+from lab.audit import audit
 from orders.models import Order, OrderLine, OrderStepRecord
 from orders.saga import ORDER_SAGA
 from payments.exceptions import ProcessorUnavailable
 from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
 from payments.services import tokenize_card
 from sagas import participant, store, transport
-from sagas.audit import audit
 from sagas.core.state import SagaStatus, StepStatus
 from sagas.exceptions import SagaActionRejected
 from sagas.messages import Command, Outcome, Reply
-from sagas.models import IdempotencyKey, Saga, SagaEvent, SagaReply
+from sagas.models import Saga, SagaEvent, SagaReply
 from sagas.participant import StepRecord
 from sagas.services import compensate_saga, retry_saga, start_saga
 from shipping.models import Shipment, ShippingStepRecord
+from storefront.models import IdempotencyKey
 
 pytestmark = [pytest.mark.postgres]
 

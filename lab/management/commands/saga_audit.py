@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sagas.audit import audit
+from lab.audit import audit
 
 
 class Command(BaseCommand):

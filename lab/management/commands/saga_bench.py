@@ -18,8 +18,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sagas import bench
-from sagas.system import MANAGE, System, local_env, scratch_database
+from lab import bench
+from lab.system import MANAGE, System, local_env, scratch_database
 
 COUNTS = (
     "orders",

@@ -18,9 +18,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sagas import chaos
-from sagas.faults import parse as parse_faults
-from sagas.system import MANAGE, System, local_env, scratch_database
+from lab import chaos
+from lab.faults import parse as parse_faults
+from lab.system import MANAGE, System, local_env, scratch_database
 
 NUMBERS = (
     "orders",
@@ -112,7 +112,7 @@ class Command(BaseCommand):
 
     def inside(self, options: dict[str, Any]) -> None:
         os.environ["PGAPPNAME"] = chaos.OBSERVER  # libpq: names this process's connections
-        from sagas.audit import audit
+        from lab.audit import audit
 
         say = self.stdout.write
         log_dir = Path(options["log_dir"] or tempfile.mkdtemp(prefix="saga_chaos_"))
