@@ -56,6 +56,7 @@ class System:
     saga_workers: int = 2
     q_workers: int = 2
     port: int = 0
+    queues: tuple[str, ...] | None = None  # the service queues given a cluster; None: all
     procs: list[Proc] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -90,7 +91,7 @@ class System:
             ],
             *[
                 Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
-                for queue in settings.SERVICE_QUEUES
+                for queue in (settings.SERVICE_QUEUES if self.queues is None else self.queues)
             ],
         ]
 

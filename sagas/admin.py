@@ -10,8 +10,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from sagas import services
+from sagas.admin_kit import ReadOnlyAdmin
 from sagas.exceptions import SagaError
-from sagas.models import Saga, SagaEvent, SagaReply
+from sagas.models import Saga, SagaEvent, SagaReply, WorkerHeartbeat
 
 
 class SagaEventInline(admin.TabularInline):
@@ -72,3 +73,13 @@ class SagaAdmin(admin.ModelAdmin):
 class SagaReplyAdmin(admin.ModelAdmin):
     list_display = ("saga", "step", "compensation", "attempt", "outcome", "code", "received_at")
     list_filter = ("outcome", "step")
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(ReadOnlyAdmin):
+    """Which saga workers and clusters beat, from where, and when last (the alerts' source)."""
+
+    list_display = ("role", "queue", "name", "host", "pid", "started_at", "beat_at")
+    list_filter = ("role", "queue")
+    search_fields = ("name", "host")
+    ordering = ("role", "queue", "-beat_at")

@@ -8,6 +8,11 @@ The watchdog sees this from outside: work is waiting in its queue, or tasks keep
 task has been acknowledged for a while. It then kills the whole cluster and starts a fresh one.
 Nothing is lost: unacknowledged tasks are delivered again after `retry`, and every command is
 idempotent.
+
+The watchdog also beats for its cluster (sagas.heartbeat), and only while the cluster is healthy:
+acknowledging tasks, or idle with nothing waiting. A wedged cluster stops beating before the
+watchdog restarts it, and a cluster that keeps wedging, or a watchdog that is gone, stays silent,
+which is what the alerts watch.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from django.db.models.functions import Now
 from django_q.cluster import Cluster
 from django_q.conf import Conf
 from django_q.models import OrmQ
+
+from sagas.heartbeat import Heart
+from sagas.models import HeartbeatRole
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +78,8 @@ def claimable_waiting(queue: str, older_than: float) -> bool:
         cutoff = Now() - timedelta(seconds=older_than)
         return OrmQ.objects.filter(key=queue, lock__lt=cutoff).exists()
     except DatabaseError:
+        connections.close_all()  # a fresh connection next time
         return False  # cannot tell; look again next time
-    finally:
-        connections.close_all()  # never carry a connection into the next fork
 
 
 def stalled(queue: str, watched: Progress, limit: float) -> bool:
@@ -111,17 +118,27 @@ def kill_cluster_processes() -> None:
             break
 
 
+def beat_for(heart: Heart) -> None:
+    """Beat for a healthy cluster; a database that cannot be reached is no reason to stop."""
+    try:
+        heart.beat_if_due()
+    except DatabaseError as exc:
+        log.warning("heartbeat failed", extra={"queue": heart.queue, "error": str(exc)[:200]})
+        connections.close_all()
+
+
 def run_watched(queue: str, check_every: float = 2.0) -> None:
     """Run a django-q2 cluster for `queue` until SIGTERM/SIGINT, restarting it if it wedges
-    or if its sentinel dies."""
+    or if its sentinel dies. Beats for the cluster while it is healthy."""
     global progress
     # Orphans of a killed sentinel become our children, so they can be found and stopped.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     progress = Progress.new()
     limit = stall_seconds()
+    heart = Heart(HeartbeatRole.CLUSTER, queue=queue)
     while True:
-        connections.close_all()
+        connections.close_all()  # never carry a connection into the fork of a new cluster
         progress.reset()
         cluster = Cluster()
         cluster.start()
@@ -136,6 +153,10 @@ def run_watched(queue: str, check_every: float = 2.0) -> None:
                     extra={"queue": queue},
                 )
                 break
+            # The stall rule on a window of two beats: beat only while tasks are acknowledged,
+            # or while idle with nothing waiting.
+            if not heart.seconds_until_due() and not stalled(queue, progress, 2 * heart.every):
+                beat_for(heart)
         else:
             if (
                 cluster.stop_event is None

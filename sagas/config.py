@@ -20,6 +20,7 @@ class SagaConfig:
     compensation_retry: RetryPolicy
     handler_timeout: int
     queue_retry: int
+    service_queues: tuple[str, ...]  # one django-q2 queue (cluster) per service
 
     def check(self) -> list[str]:
         """The ordering that makes redelivery safe: handler timeout < q2 retry < step deadline."""
@@ -53,4 +54,5 @@ def saga_config() -> SagaConfig:
         ),
         handler_timeout=settings.Q_TIMEOUT,
         queue_retry=settings.Q_RETRY,
+        service_queues=tuple(settings.SERVICE_QUEUES),
     )

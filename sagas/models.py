@@ -87,3 +87,36 @@ class SagaEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.step}"
+
+
+class HeartbeatRole(models.TextChoices):
+    SAGA_WORKER = "saga_worker", "saga worker"
+    CLUSTER = "cluster", "django-q2 cluster"  # its watchdog beats for it (sagas.cluster)
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of one worker process, written by sagas.heartbeat.
+
+    One row per process (role, queue, name), stamped from the database clock so that hosts with
+    skewed clocks agree. Rows of processes that died stay until pruned; only the freshest row of
+    each role matters to the alerts.
+    """
+
+    role = models.CharField(max_length=16, choices=HeartbeatRole.choices)
+    queue = models.CharField(max_length=64, blank=True, default="")  # a cluster's service queue
+    name = models.CharField(max_length=128)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["role", "queue", "name"], name="heartbeat_one_row_per_process"
+            )
+        ]
+
+    def __str__(self) -> str:
+        where = f" ({self.queue})" if self.queue else ""
+        return f"{self.role}{where} {self.name}"

@@ -95,6 +95,8 @@ def _observe(saga: Saga, before: SagaStatus, after: SagaStatus, events: list[Sag
         )
         if event.step:
             metrics.STEP_EVENTS.labels(event.step, event.kind).inc()
+        elif event.kind == "compensation_started":
+            metrics.COMPENSATIONS.labels(saga.type, saga.reason_code).inc()
     if after is not before and after.terminal:
         metrics.SAGAS_FINISHED.labels(saga.type, after.value, saga.reason_code).inc()
         if saga.created_at:

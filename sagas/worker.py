@@ -2,7 +2,8 @@
 
 Any number of workers may run on any number of hosts. A worker that dies loses nothing: its
 leases expire and another worker claims the sagas. SIGTERM stops the loop after the current
-batch, which is committed or rolled back as a whole.
+batch, which is committed or rolled back as a whole. Every few seconds the loop stamps the
+worker's heartbeat (sagas.heartbeat), which the alerts watch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, conn
 
 from sagas import store, transport
 from sagas.config import SagaConfig
+from sagas.heartbeat import Heart
+from sagas.models import HeartbeatRole
 from sagas.notify import Listener
 
 log = logging.getLogger("sagas.worker")
@@ -27,6 +30,7 @@ class SagaWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
         self.processed = 0
+        self.heart = Heart(HeartbeatRole.SAGA_WORKER, name=self.name)
 
     def run(self) -> None:
         wakeup = Listener(transport.WAKE_CHANNEL)
@@ -35,6 +39,7 @@ class SagaWorker:
         try:
             while not self.stopping.is_set():
                 try:
+                    self.heart.beat_if_due()  # one write every few seconds, not per batch
                     done = self.run_once()
                     # Idle: sleep until woken, or until the earliest timer falls due.
                     idle = 0.0 if done else store.seconds_until_due()
@@ -51,7 +56,8 @@ class SagaWorker:
                     self.stopping.wait(min(5.0, 0.1 * 2**failures))
                     continue
                 if not done:
-                    wakeup.wait(max(0.05, min(self.config.idle_poll_seconds, idle)))
+                    nap = min(self.config.idle_poll_seconds, idle, self.heart.seconds_until_due())
+                    wakeup.wait(max(0.05, nap))
         finally:
             wakeup.close()
             log.info(
