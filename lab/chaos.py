@@ -251,7 +251,6 @@ class Chaos:
         """Deliver messages twice: a queued command and a waiting reply (in-flight duplicates),
         and an old command and an old success reply of a random saga (late duplicates)."""
         from sagas import transport
-        from sagas.messages import Outcome, Reply
         from sagas.models import SagaReply
 
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -261,20 +260,7 @@ class Chaos:
             ).fetchall()
         waiting = SagaReply.objects.order_by("?").first()
         if waiting is not None:  # through the real delivery path, as a redelivered task would
-            transport.deliver(
-                [
-                    Reply(
-                        str(waiting.saga_id),
-                        waiting.step,
-                        waiting.compensation,
-                        waiting.attempt,
-                        Outcome(waiting.outcome),
-                        waiting.code,
-                        waiting.message,
-                        waiting.data,
-                    )
-                ]
-            )
+            transport.deliver([waiting.to_reply()])
         self.counts.duplicates += len(commands) + (waiting is not None) + self.replay_old_messages()
 
     def replay_old_messages(self) -> int:

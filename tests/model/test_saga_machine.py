@@ -5,8 +5,9 @@ Commands travel in django-q2's own queue table (OrmQ); the test delivers any que
 order, twice, or into a service worker that dies before or after its commit. Replies can be lost
 or arrive twice, timers fire when the test moves the sagas' clock, a paused saga worker loses its
 lease to another, and operators cancel or retry sagas. After every step the invariants of
-DESIGN §4 that hold mid-run are checked; at the end the network turns fair, everything drains,
-and the cross-service audit must find every saga finished and nothing violated.
+docs/architecture.md §4 that hold mid-run are checked; at the end the network turns fair,
+everything drains, and the cross-service audit must find every saga finished and nothing
+violated.
 """
 
 from __future__ import annotations
@@ -235,14 +236,23 @@ class Effect:
 
 EFFECTS = (
     Effect("create_order", OrderStepRecord, Order, "order_id", Order.Status.CANCELLED),
-    Effect("reserve_stock", InventoryStepRecord, Reservation, "reservation_id", "released"),
+    Effect(
+        "reserve_stock",
+        InventoryStepRecord,
+        Reservation,
+        "reservation_id",
+        Reservation.Status.RELEASED,
+    ),
     Effect("charge_payment", PaymentStepRecord, Charge, "charge_id", Charge.Status.REFUNDED),
-    Effect("schedule_shipment", ShippingStepRecord, Shipment, "shipment_id", "cancelled"),
+    Effect(
+        "schedule_shipment", ShippingStepRecord, Shipment, "shipment_id", Shipment.Status.CANCELLED
+    ),
 )
 
 
 def check_effects_match_stored_replies(effect: Effect) -> None:
-    """At most once, and nothing for a compensated step (DESIGN §4), read from the service.
+    """At most once, and nothing for a compensated step (docs/architecture.md §4), read from the
+    service.
 
     An effect exists exactly when its action's stored reply is OK and names it; it is undone
     exactly when a compensation undid it; a tombstone (a compensation that beat its action)
@@ -377,28 +387,37 @@ class SagaSystem(RuleBasedStateMachine):
     @rule(saga=st.integers(min_value=0), while_a_worker_holds_it=st.booleans())
     def operator_compensates(self, saga: int, while_a_worker_holds_it: bool) -> None:
         saga_id = pick(list(self.orders), saga)
+        repeat = saga_id in self.cancelled
         claimed = (
             store.claim("worker-1", CLAIM_ALL, LEASE_SECONDS) if while_a_worker_holds_it else {}
         )
         try:
             compensate_saga(saga_id=saga_id)
         except SagaActionRejected:
-            steps = Saga.objects.get(id=saga_id).state["steps"]
-            assert steps["schedule_shipment"]["status"] == StepStatus.SUCCEEDED, (
-                "only a saga past its pivot may refuse to compensate"
-            )
+            row = Saga.objects.get(id=saga_id)
+            assert not repeat, "a repeated cancel is answered as it is, never rejected"
+            assert (
+                row.state["steps"]["schedule_shipment"]["status"] == StepStatus.SUCCEEDED
+                or row.reason_code
+            ), "only a saga past its pivot or already turning back may refuse to compensate"
             fenced_out = 0
         else:
             self.cancelled.add(saga_id)
-            fenced_out = int(uuid.UUID(saga_id) in claimed)
-        # The operator's decision bumped the fence: a worker that claimed before cannot undo it.
+            # The operator's decision bumped the fence; a repeat decided nothing and wrote nothing.
+            fenced_out = int(uuid.UUID(saga_id) in claimed and not repeat)
+        # A worker that claimed before the decision cannot undo it.
         if claimed:
             assert store.process("worker-1", claimed) == len(claimed) - fenced_out
 
     @precondition(lambda self: bool(self.orders))
     @rule(saga=st.integers(min_value=0))
     def operator_retries(self, saga: int) -> None:
-        retry_saga(saga_id=pick(list(self.orders), saga))
+        saga_id = pick(list(self.orders), saga)
+        stuck = Saga.objects.get(id=saga_id).status == SagaStatus.STUCK
+        try:
+            retry_saga(saga_id=saga_id)
+        except SagaActionRejected:
+            assert not stuck, "a stuck saga can always be retried"
 
     # --- the network ---
 
