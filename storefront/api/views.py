@@ -27,6 +27,7 @@ from sagas.api.errors import ApiError, invalid
 from sagas.api.permissions import IsStaffForWrites
 from sagas.api.schema import error, errors
 from sagas.models import Saga
+from storefront import samples
 from storefront.api import serializers as s
 from storefront.api.idempotency import (
     IDEMPOTENCY_KEY,
@@ -42,17 +43,7 @@ from storefront.checkout import (
     place_order,
 )
 
-ORDER_EXAMPLE = {
-    "items": [{"sku": "MUG-002", "quantity": 2}],
-    "payment": {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
-    "shipping_address": {
-        "name": "Ada Lovelace",
-        "line1": "1 rue de la Paix",
-        "city": "Paris",
-        "postal_code": "75002",
-        "country": "FR",
-    },
-}
+ORDER_EXAMPLE = samples.order_body()
 
 
 class ProductList(APIView):

@@ -19,7 +19,8 @@ from django.db import connections
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
-from tests.api.builders import client_for, order_body, payment, product, user
+from storefront.samples import payment
+from tests.api.builders import client_for, order_body, product, user
 
 pytestmark = pytest.mark.django_db
 

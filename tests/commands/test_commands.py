@@ -19,10 +19,12 @@ from django.utils import timezone
 
 from inventory.models import Product
 from lab import faults
+from orders.saga import ORDER_SAGA
 from payments.models import Charge
 from sagas import cluster
 from sagas.models import Saga
 from sagas.services import start_saga
+from tests.services.builders import order_data
 
 pytestmark = pytest.mark.django_db
 
@@ -33,18 +35,9 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def order_saga(**data: Any) -> Saga:
-    order_id = str(uuid.uuid4())
-    base: dict[str, Any] = {
-        "order_id": order_id,
-        "user_id": 1,
-        "lines": [],
-        "total": "10.00",
-        "currency": "EUR",
-        "payment_token": "pm_x",
-        "shipping_address": {},
-    }
-    return start_saga(saga_type="order", data={**base, **data}, correlation_id=order_id)
+def order_saga() -> Saga:
+    data = order_data(total=Decimal("10.00"), payment_token="pm_x")
+    return start_saga(saga_type=ORDER_SAGA, data=data.to_json(), correlation_id=str(data.order_id))
 
 
 def test_seed_demo_twice_changes_nothing_the_second_time() -> None:

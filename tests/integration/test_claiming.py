@@ -12,10 +12,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from orders.saga import ORDER_SAGA
 from sagas import store, transport
 from sagas.messages import Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
 from sagas.services import retry_saga, start_saga
+from tests.services.builders import order_data
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -25,21 +27,11 @@ def _postgres_only() -> None:
     assert connection.vendor == "postgresql", "claim tests need PostgreSQL (set DATABASE_URL)"
 
 
-def order_data() -> dict[str, Any]:
-    return {
-        "order_id": str(uuid.uuid4()),
-        "user_id": 1,
-        "lines": [],
-        "total": "1.00",
-        "currency": "EUR",
-        "payment_token": "pm_x",
-        "shipping_address": {},
-    }
-
-
 def due_sagas(n: int) -> list[uuid.UUID]:
     ids = [
-        start_saga(saga_type="order", data=order_data(), correlation_id=str(uuid.uuid4())).id
+        start_saga(
+            saga_type=ORDER_SAGA, data=order_data().to_json(), correlation_id=str(uuid.uuid4())
+        ).id
         for _ in range(n)
     ]
     Saga.objects.filter(id__in=ids).update(due_at=timezone.now() - timedelta(seconds=1))

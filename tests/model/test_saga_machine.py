@@ -47,10 +47,16 @@ from inventory.models import InventoryStepRecord, Product, Reservation, Reservat
 from inventory.services import create_product
 from lab.audit import audit
 from orders.models import Order, OrderLine, OrderStepRecord
-from orders.saga import ORDER_SAGA
+from orders.saga import (
+    ORDER_SAGA,
+    CardSummary,
+    OrderSagaData,
+    OrderSagaLine,
+    ShippingAddress,
+)
 from payments.exceptions import ProcessorUnavailable
 from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
-from payments.services import tokenize_card
+from payments.services import TEST_CARDS, tokenize_card
 from sagas import participant, store, transport
 from sagas.core.state import SagaStatus, StepStatus
 from sagas.exceptions import SagaActionRejected
@@ -60,6 +66,7 @@ from sagas.participant import StepRecord
 from sagas.services import compensate_saga, retry_saga, start_saga
 from shipping.models import Shipment, ShippingStepRecord
 from storefront.models import IdempotencyKey
+from storefront.samples import address
 
 pytestmark = [pytest.mark.postgres]
 
@@ -73,12 +80,7 @@ UNSERVED_COUNTRY = "AQ"
 # Little stock, so that concurrent orders run out of it.
 PRODUCTS = {"SKU-A": (Decimal("12.50"), 4), "SKU-B": (Decimal("7.25"), 3)}
 # The industry's test cards, by the behaviour the simulated processor gives them.
-CARDS = {
-    PaymentMethod.Behaviour.OK: "4242424242424242",
-    PaymentMethod.Behaviour.DECLINED: "4000000000000002",
-    PaymentMethod.Behaviour.INSUFFICIENT_FUNDS: "4000000000009995",
-    PaymentMethod.Behaviour.PROCESSING_ERROR: "4000000000000119",
-}
+CARDS: dict[str, str] = {behaviour.value: number for number, behaviour in TEST_CARDS.items()}
 # What each card makes the charge step refuse with (a processing error is a fault, not a refusal).
 REFUSALS: dict[str, set[str]] = {
     PaymentMethod.Behaviour.OK: set(),
@@ -355,28 +357,20 @@ class SagaSystem(RuleBasedStateMachine):
         self.started += 1
         # Ids from a counter, not random: uuid order decides processing order in a batch.
         saga_id, order_id = uuid.UUID(int=self.started), uuid.UUID(int=(1 << 64) + self.started)
-        priced = [
-            {"sku": sku, "quantity": quantity, "unit_price": str(PRODUCTS[sku][0])}
-            for sku, quantity in lines
-        ]
-        total = sum((PRODUCTS[sku][0] * quantity for sku, quantity in lines), Decimal("0"))
+        priced = tuple(OrderSagaLine(sku, quantity, PRODUCTS[sku][0]) for sku, quantity in lines)
+        data = OrderSagaData(
+            order_id=order_id,
+            user_id=USER_ID,
+            lines=priced,
+            total=sum((line.unit_price * line.quantity for line in priced), Decimal("0")),
+            currency="EUR",
+            payment_token=self.tokens[card],
+            card=CardSummary("visa", CARDS[card][-4:]),
+            shipping_address=ShippingAddress(**address(country=country)),
+        )
         start_saga(
             saga_type=ORDER_SAGA,
-            data={
-                "order_id": str(order_id),
-                "user_id": USER_ID,
-                "lines": priced,
-                "total": str(total),
-                "currency": "EUR",
-                "payment_token": self.tokens[card],
-                "shipping_address": {
-                    "name": "Ada Lovelace",
-                    "line1": "1 rue de la Paix",
-                    "city": "Paris",
-                    "postal_code": "75002",
-                    "country": country,
-                },
-            },
+            data=data.to_json(),
             correlation_id=str(order_id),
             owner_id=USER_ID,
             saga_id=saga_id,
