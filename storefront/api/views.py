@@ -26,6 +26,7 @@ from sagas.api.config import api_config
 from sagas.api.errors import ApiError, invalid
 from sagas.api.permissions import IsStaffForWrites
 from sagas.api.schema import error, errors
+from sagas.core.state import SagaStatus
 from sagas.models import Saga
 from storefront import samples
 from storefront.api import serializers as s
@@ -136,7 +137,7 @@ class OrderList(generics.ListAPIView):
                 value={
                     "order_id": "4f7c1c2e-7d55-4b8e-9a51-0b1f5f6d8c11",
                     "saga_id": "b0a4d5a2-93f3-4a1e-8c36-1c1f1e5e9d42",
-                    "status": "pending",
+                    "status": SagaStatus.PENDING.value,
                 },
             ),
         ],
