@@ -1,5 +1,5 @@
-"""The engine's system checks: a saga configuration that cannot work stops every management
-command at startup (the saga and service workers, migrate, `manage.py check`), not mid-saga.
+"""The engine's system checks: a saga configuration that cannot work stops the saga and service
+workers (and `migrate`, `manage.py check`) at startup, not mid-saga.
 
 - sagas.E001: the saga settings break the redelivery ordering, or the lease is not positive.
 - sagas.E002: a registered saga definition breaks its rules (`SagaDefinition.problems`).

@@ -147,7 +147,8 @@ class _Decider:
           turning back for another reason (a refusal, exhausted retries) reject it.
         - Resume applies to a stuck saga. A saga that an operator already resumed and that is
           in flight again repeats. Any other saga rejects it: it was never stuck, or it has
-          finished since.
+          finished since. (A resume is remembered by the round it granted a stalled step; a
+          saga the engine parked had none, so once resumed it is simply not stuck.)
         """
         state = self.state
         if isinstance(action, Cancel):
