@@ -1,6 +1,7 @@
 """The card number and CVC are used once to make a token and are never stored, queued, logged or
-echoed (DESIGN §6). Real-looking cards (valid Luhn) go in through the API; then every column of
-every table, every queued task (decoded), every log record and every answer is searched.
+echoed (docs/architecture.md §6). Real-looking cards (valid Luhn) go in through the API; then
+every column of every table, every queued task (decoded), every log record and every answer is
+searched.
 
 The CVCs are unusual values searched only where a string value would stand: quoted ('987' or
 "987") in the repr of a stored value or of a log record, so that "987" inside a number or a uuid
