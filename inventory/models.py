@@ -67,6 +67,3 @@ class ReservationLine(models.Model):
 
 class InventoryStepRecord(StepRecord):
     """Stored outcomes of the reserve step (action) and the release (compensation), per saga."""
-
-    def __str__(self) -> str:
-        return f"{self.saga_id}:{self.step}"

@@ -1,4 +1,5 @@
-"""Reconciliation across the services: the invariants of DESIGN §4, checked from the tables.
+"""Reconciliation across the services: the invariants of docs/architecture.md §4, checked from
+the tables.
 
 This is the one place that reads every service's tables together. It is an operator's audit
 (and the chaos run's verdict), never part of a saga's own path.
@@ -10,12 +11,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.apps import apps
 from django.db.models import Sum
 from django_q.models import Failure, OrmQ
 
+from inventory.models import Product, Reservation, ReservationLine
+from orders.models import Order
+from orders.saga import ORDER_SAGA, OrderSagaData
+from payments.models import Charge, Refund
 from sagas.core.state import SagaStatus
 from sagas.models import Saga, SagaReply
+from shipping.models import Shipment
 
 
 @dataclass
@@ -41,19 +46,12 @@ class AuditReport:
 
 def audit(max_listed: int = 20) -> AuditReport:
     report = AuditReport()
-    Order = apps.get_model("orders", "Order")
-    Charge = apps.get_model("payments", "Charge")
-    Refund = apps.get_model("payments", "Refund")
-    Reservation = apps.get_model("inventory", "Reservation")
-    ReservationLine = apps.get_model("inventory", "ReservationLine")
-    Product = apps.get_model("inventory", "Product")
-    Shipment = apps.get_model("shipping", "Shipment")
-
+    # The whole `data`, not the `data__total` key: on SQLite a key read comes back as a float.
     rows = list(
-        Saga.objects.filter(type="order").values_list("id", "status", "reason_code", "data__total")
+        Saga.objects.filter(type=ORDER_SAGA).values_list("id", "status", "reason_code", "data")
     )
     statuses = {saga_id: status for saga_id, status, _, _ in rows}
-    totals = {str(saga_id): Decimal(total) for saga_id, _, _, total in rows}
+    totals = {str(saga_id): OrderSagaData.from_json(data).total for saga_id, _, _, data in rows}
     report.sagas = len(rows)
     report.by_status = dict(Counter(statuses.values()))
     report.failure_reasons = dict(
@@ -72,11 +70,15 @@ def audit(max_listed: int = 20) -> AuditReport:
         charged[str(saga_id)] -= amount
     live_reservations = {
         str(s)
-        for s in Reservation.objects.filter(status="reserved").values_list("saga_id", flat=True)
+        for s in Reservation.objects.filter(status=Reservation.Status.RESERVED).values_list(
+            "saga_id", flat=True
+        )
     }
     live_shipments = Counter(
         str(s)
-        for s in Shipment.objects.filter(status="scheduled").values_list("saga_id", flat=True)
+        for s in Shipment.objects.filter(status=Shipment.Status.SCHEDULED).values_list(
+            "saga_id", flat=True
+        )
     )
     orders = {str(s): status for s, status in Order.objects.values_list("saga_id", "status")}
 
@@ -92,7 +94,7 @@ def audit(max_listed: int = 20) -> AuditReport:
                 problems.append(f"completed {key}: no live reservation")
             if live_shipments[key] != 1:
                 problems.append(f"completed {key}: {live_shipments[key]} live shipments")
-            if orders.get(key) != "approved":
+            if orders.get(key) != Order.Status.APPROVED:
                 problems.append(f"completed {key}: order is {orders.get(key)}")
         elif status == SagaStatus.FAILED:
             if charged[key] != 0:
@@ -101,13 +103,13 @@ def audit(max_listed: int = 20) -> AuditReport:
                 problems.append(f"failed {key}: stock still reserved")
             if live_shipments[key]:
                 problems.append(f"failed {key}: a shipment is live")
-            if orders.get(key) not in (None, "cancelled"):
+            if orders.get(key) not in (None, Order.Status.CANCELLED):
                 problems.append(f"failed {key}: order is {orders.get(key)}")
     for key in set(charged) - {str(s) for s in statuses}:
         problems.append(f"charge for unknown saga {key}")
 
     held = dict(
-        ReservationLine.objects.filter(reservation__status="reserved")
+        ReservationLine.objects.filter(reservation__status=Reservation.Status.RESERVED)
         .values("sku")
         .annotate(n=Sum("quantity"))
         .values_list("sku", "n")

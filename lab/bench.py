@@ -12,31 +12,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 import requests
 from django.db import connections
 
+from sagas.core.state import SagaStatus
 from sagas.models import Saga
-
-
-def order_body(sku: str) -> dict[str, Any]:
-    return {
-        "items": [{"sku": sku, "quantity": 1}],
-        "payment": {
-            "card_number": "4242424242424242",
-            "exp_month": 12,
-            "exp_year": 2035,
-            "cvc": "123",
-        },
-        "shipping_address": {
-            "name": "Bench",
-            "line1": "1 Loop Road",
-            "city": "Lyon",
-            "postal_code": "69001",
-            "country": "FR",
-        },
-    }
+from storefront.samples import order_body
 
 
 @dataclass
@@ -64,7 +46,7 @@ class Driver:
     def place(self) -> str:
         answer = self.http.post(
             f"{self.base_url}/api/orders/",
-            json=order_body(self.skus[next(self.placed) % len(self.skus)]),
+            json=order_body(sku=self.skus[next(self.placed) % len(self.skus)], quantity=1),
             timeout=60,
         )
         if answer.status_code != 202:
@@ -105,7 +87,9 @@ def throughput(
     driver.wait_finished(ids, timeout=600)
     seconds = time.monotonic() - started
     statuses = list(Saga.objects.filter(id__in=ids).values_list("status", flat=True))
-    return Throughput(orders, seconds, statuses.count("completed"), statuses.count("failed"))
+    return Throughput(
+        orders, seconds, statuses.count(SagaStatus.COMPLETED), statuses.count(SagaStatus.FAILED)
+    )
 
 
 def _naive_orders(count: int, skus: list[str]) -> None:

@@ -1,5 +1,5 @@
 """The chaos run: the real system on PostgreSQL under a seeded storm of faults, then the
-invariants of DESIGN §4 checked across every service.
+invariants of docs/architecture.md §4 checked across every service.
 
 Faults: SIGKILL of saga workers and django-q2 workers (restarted), SIGSTOP of a saga worker past
 its lease then SIGCONT, pg_terminate_backend of the system's connections, duplicated commands and
@@ -30,13 +30,9 @@ from django.db import DatabaseError, connections
 
 from lab.audit import AuditReport
 from lab.system import Proc, System
-
-CARDS = {
-    "ok": "4242424242424242",
-    "declined": "4000000000000002",
-    "no_funds": "4000000000009995",
-    "transient": "4000000000000119",
-}
+from payments import testcards
+from sagas.core.state import SagaStatus, StepStatus
+from storefront.samples import order_body
 
 # Service-side faults: transient errors, slow handlers and workers dying before or after commit.
 DEFAULT_FAULTS = ",".join(
@@ -108,8 +104,9 @@ class ChaosResult:
             f"chaos seed={self.seed} orders={self.orders} accepted={self.accepted} "
             f"kills={self.counts.kills} stops={self.counts.stops} fenced={self.fenced} "
             f"terminated={self.counts.terminated} duplicates={self.counts.duplicates} "
-            f"restarts={self.counts.restarts} pg_restarts={self.counts.pg_restarts} completed={by.get('completed', 0)} "
-            f"failed={by.get('failed', 0)} stuck={by.get('stuck', 0)} lost={len(self.lost)} "
+            f"restarts={self.counts.restarts} pg_restarts={self.counts.pg_restarts} "
+            f"completed={by.get(SagaStatus.COMPLETED, 0)} failed={by.get(SagaStatus.FAILED, 0)} "
+            f"stuck={by.get(SagaStatus.STUCK, 0)} lost={len(self.lost)} "
             f"failed_tasks={self.report.failed_tasks} violations={len(self.report.violations)} "
             f"drain={self.drain:.1f}s time_to_quiet={self.time_to_quiet:.1f}s reasons={reasons}"
         )
@@ -147,39 +144,22 @@ class Chaos:
     def order_bodies(self) -> list[dict[str, Any]]:
         """A seeded mix: good orders, each refusal, and scarce stock contended by many."""
         bodies = []
-        for n in range(self.orders):
+        for _ in range(self.orders):
             roll = self.random.random()
-            card, sku, country, quantity = CARDS["ok"], "MUG-002", "FR", 1
+            card, sku, country, quantity = testcards.OK, "MUG-002", "FR", 1
             if roll < 0.25:
                 sku = "CHAOS-SCARCE"  # 20 units for many orders: most fail out_of_stock
             elif roll < 0.30:
-                card = CARDS["declined"]
+                card = testcards.DECLINED
             elif roll < 0.35:
-                card = CARDS["no_funds"]
+                card = testcards.INSUFFICIENT_FUNDS
             elif roll < 0.37:
-                card = CARDS["transient"]
+                card = testcards.PROCESSING_ERROR
             elif roll < 0.42:
                 country = "AQ"
             elif roll < 0.47:
                 sku, quantity = "RARE-005", 50
-            bodies.append(
-                {
-                    "items": [{"sku": sku, "quantity": quantity}],
-                    "payment": {
-                        "card_number": card,
-                        "exp_month": 12,
-                        "exp_year": 2035,
-                        "cvc": "123",
-                    },
-                    "shipping_address": {
-                        "name": f"Chaos {n}",
-                        "line1": "1 Storm Road",
-                        "city": "Brest",
-                        "postal_code": "29200",
-                        "country": country,
-                    },
-                }
-            )
+            bodies.append(order_body(sku=sku, quantity=quantity, card=card, country=country))
         return bodies
 
     def submit(self, body: dict[str, Any]) -> None:
@@ -251,7 +231,6 @@ class Chaos:
         """Deliver messages twice: a queued command and a waiting reply (in-flight duplicates),
         and an old command and an old success reply of a random saga (late duplicates)."""
         from sagas import transport
-        from sagas.messages import Outcome, Reply
         from sagas.models import SagaReply
 
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -261,20 +240,7 @@ class Chaos:
             ).fetchall()
         waiting = SagaReply.objects.order_by("?").first()
         if waiting is not None:  # through the real delivery path, as a redelivered task would
-            transport.deliver(
-                [
-                    Reply(
-                        str(waiting.saga_id),
-                        waiting.step,
-                        waiting.compensation,
-                        waiting.attempt,
-                        Outcome(waiting.outcome),
-                        waiting.code,
-                        waiting.message,
-                        waiting.data,
-                    )
-                ]
-            )
+            transport.deliver([waiting.to_reply()])
         self.counts.duplicates += len(commands) + (waiting is not None) + self.replay_old_messages()
 
     def replay_old_messages(self) -> int:
@@ -300,10 +266,10 @@ class Chaos:
             transport.enqueue([command])
         transport.deliver(
             [Reply(str(saga.id), name, False, step["attempts"], Outcome.OK)]
-            if step["status"] == "succeeded"
+            if step["status"] == StepStatus.SUCCEEDED
             else []
         )
-        return 2 if step["status"] == "succeeded" else 1
+        return 2 if step["status"] == StepStatus.SUCCEEDED else 1
 
     def supervise(self) -> None:
         """Restart any process that died on its own (what systemd or Kubernetes would do)."""

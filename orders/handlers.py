@@ -1,14 +1,11 @@
 """Order Service command handlers: read the saga payload, call one service, shape the reply."""
 
-from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
 from orders import services
 from orders.messages import OrderPayload
-from sagas.messages import Command
-
-CENT = Decimal("0.01")
+from sagas.messages import Command, money
 
 
 def create(command: Command) -> dict[str, Any]:
@@ -21,11 +18,11 @@ def create(command: Command) -> dict[str, Any]:
             services.LineSpec(
                 sku=line["sku"],
                 quantity=int(line["quantity"]),
-                unit_price=_money(line["unit_price"]),
+                unit_price=money(line["unit_price"]),
             )
             for line in payload["lines"]
         ],
-        total=_money(payload["total"]),
+        total=money(payload["total"]),
         currency=payload["currency"],
     )
     return {"order_id": str(order.id), "status": order.status}
@@ -40,12 +37,3 @@ def approve(command: Command) -> dict[str, Any]:
     payload = cast(OrderPayload, command.payload)
     order = services.approve_order(order_id=UUID(payload["order_id"]))
     return {"order_id": str(order.id), "status": order.status}
-
-
-def _money(value: str) -> Decimal:
-    # Amounts travel as decimal strings; one with sub-cent digits is a bug upstream, not
-    # something to round away silently.
-    amount = Decimal(value)
-    if amount != amount.quantize(CENT):
-        raise ValueError(f"amount {value!r} has more than two decimal places")
-    return amount.quantize(CENT)

@@ -39,6 +39,3 @@ class OrderLine(models.Model):
 
 class OrderStepRecord(StepRecord):
     """Stored outcomes of the `create_order` and `approve_order` steps, one row per saga step."""
-
-    def __str__(self) -> str:
-        return f"{self.saga_id}:{self.step}"

@@ -1,4 +1,5 @@
-"""The order saga: the business process the Order Service owns, as a step graph.
+"""The order saga: the business process the Order Service owns, as a step graph, and the data
+it carries.
 
 create_order, reserve_stock and charge_payment do not depend on each other (the order id is made
 up front), so they run at once. schedule_shipment is the pivot: once a shipment is booked the
@@ -8,12 +9,98 @@ pivot, every step that was sent is compensated, children before parents.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
 
 from sagas.config import SagaConfig
 from sagas.core.definition import SagaDefinition, Step, StepKind
+from sagas.messages import money
 
 ORDER_SAGA = "order"
+
+
+@dataclass(frozen=True)
+class OrderSagaLine:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class CardSummary:
+    """What is kept of a card once it is tokenised: never its number or its CVC."""
+
+    brand: str
+    last4: str
+
+
+@dataclass(frozen=True)
+class ShippingAddress:
+    name: str
+    line1: str
+    city: str
+    postal_code: str
+    country: str  # ISO 3166-1 alpha-2
+
+
+@dataclass(frozen=True)
+class OrderSagaData:
+    """The order saga's data: stored in `Saga.data` and sent with every command, of which each
+    service reads its part (its `messages.py` says which).
+
+    As JSON, ids and amounts are strings, so money never passes through a float; `to_json` and
+    `from_json` keep the shape every stored saga already has.
+    """
+
+    order_id: UUID
+    user_id: int
+    lines: tuple[OrderSagaLine, ...]
+    total: Decimal
+    currency: str
+    payment_token: str
+    card: CardSummary
+    shipping_address: ShippingAddress
+
+    def to_json(self) -> dict[str, Any]:
+        address = self.shipping_address
+        return {
+            "order_id": str(self.order_id),
+            "user_id": self.user_id,
+            "lines": [
+                {"sku": line.sku, "quantity": line.quantity, "unit_price": str(line.unit_price)}
+                for line in self.lines
+            ],
+            "total": str(self.total),
+            "currency": self.currency,
+            "payment_token": self.payment_token,
+            "card": {"brand": self.card.brand, "last4": self.card.last4},
+            "shipping_address": {
+                "name": address.name,
+                "line1": address.line1,
+                "city": address.city,
+                "postal_code": address.postal_code,
+                "country": address.country,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OrderSagaData:
+        return cls(
+            order_id=UUID(data["order_id"]),
+            user_id=int(data["user_id"]),
+            lines=tuple(
+                OrderSagaLine(line["sku"], int(line["quantity"]), money(line["unit_price"]))
+                for line in data["lines"]
+            ),
+            total=money(data["total"]),
+            currency=data["currency"],
+            payment_token=data["payment_token"],
+            card=CardSummary(**data["card"]),
+            shipping_address=ShippingAddress(**data["shipping_address"]),
+        )
 
 
 def order_saga(config: SagaConfig) -> SagaDefinition:

@@ -70,6 +70,3 @@ class Refund(models.Model):
 
 class PaymentStepRecord(StepRecord):
     """Stored outcomes of the charge step (action) and the refund (compensation), per saga."""
-
-    def __str__(self) -> str:
-        return f"{self.saga_id}:{self.step}"

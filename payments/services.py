@@ -13,6 +13,7 @@ from uuid import UUID
 from django.db import router, transaction
 from django.utils import timezone
 
+from payments import testcards
 from payments.exceptions import (
     InsufficientFunds,
     InvalidCard,
@@ -24,10 +25,10 @@ from payments.models import Charge, PaymentMethod, Refund
 Behaviour = PaymentMethod.Behaviour
 
 TEST_CARDS: dict[str, PaymentMethod.Behaviour] = {
-    "4242424242424242": Behaviour.OK,
-    "4000000000000002": Behaviour.DECLINED,
-    "4000000000009995": Behaviour.INSUFFICIENT_FUNDS,
-    "4000000000000119": Behaviour.PROCESSING_ERROR,
+    testcards.OK: Behaviour.OK,
+    testcards.DECLINED: Behaviour.DECLINED,
+    testcards.INSUFFICIENT_FUNDS: Behaviour.INSUFFICIENT_FUNDS,
+    testcards.PROCESSING_ERROR: Behaviour.PROCESSING_ERROR,
 }
 MAX_YEARS_AHEAD = 20  # no issuer prints a card valid for longer
 

@@ -1,14 +1,30 @@
 """The wire contract between the orchestrator and the services: commands in, replies out.
 
 Both travel as plain dicts (django-q2 pickles task arguments) so that a queued message survives
-a deploy that changes these classes. Never put card numbers or CVCs in a payload.
+a deploy that changes these classes. Amounts travel as decimal strings (`money` reads them).
+Never put card numbers or CVCs in a payload.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+CENT = Decimal("0.01")
+
+
+def money(value: str) -> Decimal:
+    """An amount as it travels, a decimal string, read to the cent.
+
+    One with sub-cent digits is a bug upstream, not something to round away silently: raises
+    ValueError.
+    """
+    amount = Decimal(value)
+    if amount != amount.quantize(CENT):
+        raise ValueError(f"amount {value!r} has more than two decimal places")
+    return amount.quantize(CENT)
 
 
 class Outcome(StrEnum):

@@ -6,7 +6,8 @@ import uuid
 
 from django.db import models
 
-from sagas.core.state import SagaStatus
+from sagas.core.state import EventKind, SagaStatus
+from sagas.messages import Outcome, Reply
 
 
 class Saga(models.Model):
@@ -58,7 +59,7 @@ class SagaReply(models.Model):
     step = models.CharField(max_length=64)
     compensation = models.BooleanField()
     attempt = models.IntegerField()
-    outcome = models.CharField(max_length=16)
+    outcome = models.CharField(max_length=16, choices=[(o.value, o.value) for o in Outcome])
     code = models.CharField(max_length=64, blank=True, default="")
     message = models.TextField(blank=True, default="")
     data = models.JSONField(default=dict)
@@ -71,13 +72,39 @@ class SagaReply(models.Model):
         kind = "compensation" if self.compensation else "action"
         return f"{self.step} {kind} #{self.attempt}: {self.outcome}"
 
+    @classmethod
+    def from_reply(cls, reply: Reply) -> SagaReply:
+        """The inbox row for a service's reply (unsaved)."""
+        return cls(
+            saga_id=reply.saga_id,
+            step=reply.step,
+            compensation=reply.compensation,
+            attempt=reply.attempt,
+            outcome=reply.outcome.value,
+            code=reply.code,
+            message=reply.message,
+            data=reply.data,
+        )
+
+    def to_reply(self) -> Reply:
+        return Reply(
+            str(self.saga_id),
+            self.step,
+            self.compensation,
+            self.attempt,
+            Outcome(self.outcome),
+            self.code,
+            self.message,
+            self.data,
+        )
+
 
 class SagaEvent(models.Model):
     """Append-only timeline of everything that happened to a saga."""
 
     saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField()
-    kind = models.CharField(max_length=64)
+    kind = models.CharField(max_length=64, choices=[(k.value, k.value) for k in EventKind])
     step = models.CharField(max_length=64, blank=True, default="")
     attempt = models.IntegerField(default=0)
     detail = models.JSONField(default=dict)

@@ -60,6 +60,9 @@ class StepRecord(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.saga_id}:{self.step}"
+
 
 @dataclass(frozen=True)
 class Participant:

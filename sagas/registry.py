@@ -20,3 +20,7 @@ def definition(name: str) -> SagaDefinition:
 
 def names() -> list[str]:
     return sorted(_definitions)
+
+
+def unregister(name: str) -> None:
+    _definitions.pop(name, None)

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from sagas import metrics, registry, store
@@ -47,12 +46,23 @@ def start_saga(
 
 
 def retry_saga(*, saga_id: uuid.UUID | str) -> Saga:
-    """Give a stuck saga's stalled steps a fresh round of attempts. Idempotent."""
+    """Give a stuck saga's stalled steps a fresh round of attempts.
+
+    A repeat is a success that changes nothing: the saga was already retried and is in flight
+    again. Raises SagaActionRejected for a saga that is not stuck and was never retried, or that
+    has finished (the rules: sagas.core.transition, `_Decider._applies`), and SagaNotFound.
+    """
     return _operator_action(saga_id, Resume())
 
 
 def compensate_saga(*, saga_id: uuid.UUID | str, message: str = "cancelled by an operator") -> Saga:
-    """Turn a saga back: compensate what it did (refused past its pivot). Idempotent."""
+    """Turn a saga back: compensate what it did.
+
+    A repeat is a success that changes nothing: an operator already cancelled the saga (it is
+    compensating, stuck while compensating, or failed with reason `cancelled`). Raises
+    SagaActionRejected for a saga that is completed, past its pivot, or already turning back for
+    another reason (a refusal, exhausted retries), and SagaNotFound.
+    """
     return _operator_action(saga_id, Cancel(message))
 
 
@@ -64,15 +74,17 @@ def _operator_action(saga_id: uuid.UUID | str, action: Input) -> Saga:
         except (Saga.DoesNotExist, ValidationError, ValueError):
             raise SagaNotFound(f"no saga {saga_id}") from None
         was_stuck = saga.status == SagaStatus.STUCK
+        before = saga.state
         commands, events, rejected = store.apply(saga, [action], now)
         if rejected:
             raise SagaActionRejected(rejected)
+        if saga.state == before:
+            # A repeat: the saga already reflects this action. Writing nothing leaves a worker
+            # that holds the saga its lease.
+            return saga
         if (was_stuck and isinstance(action, Resume)) or saga.replies.exists():
             # Replies wait in the inbox (this path does not read it), or the saga was parked by
             # an engine error: a worker must look now, not at the next timer.
             saga.due_at = now
-        # A worker holding a lease decided from the old state: bump the fence so it cannot commit.
-        saga.lease_owner, saga.lease_until = "", None
-        store.record([saga], commands, events)
-        Saga.objects.filter(id=saga.id).update(fence=F("fence") + 1)
+        store.take_over(saga, commands, events)
     return saga

@@ -1,5 +1,8 @@
 """Persistence around the pure core: claiming due sagas under a lease, applying inputs to a
-saga row, and writing the decision, its events and its commands in one transaction."""
+saga row, and writing the decision, its events and its commands in one transaction.
+
+Every write of a lease or a fence is here: claims stamp them, workers release them, and an
+operator's decision takes them over (`take_over`)."""
 
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ from django.utils import timezone
 
 from sagas import metrics, registry, transport
 from sagas.broker import NO_FLUSH_WAIT
-from sagas.core.state import SagaState, SagaStatus
+from sagas.core.state import EventKind, SagaState, SagaStatus
 from sagas.core.transition import Input, Replied, Tick, decide
-from sagas.messages import Command, Outcome
+from sagas.messages import Command
 from sagas.models import Saga, SagaEvent, SagaReply
 
 log = logging.getLogger("sagas")
@@ -188,22 +191,19 @@ def process(worker: str, claimed: dict[uuid.UUID, int]) -> int:
         commands: list[Command] = []
         events: list[SagaEvent] = []
         for saga in sagas:
-            inputs: list[Input] = [
-                Replied(r.step, r.compensation, r.attempt, Outcome(r.outcome), r.code, r.message)
-                for r in inbox[saga.id]
-            ]
+            inputs: list[Input] = [Replied.of(r.to_reply()) for r in inbox[saga.id]]
             try:
                 saga_commands, saga_events, _ = apply(saga, [*inputs, Tick()], now)
             except Exception as exc:  # a bug or a corrupt row: park this saga, not the batch
                 log.exception("saga could not be processed", extra={"saga_id": str(saga.id)})
-                saga.status, saga.due_at = SagaStatus.STUCK.value, None
+                _park(saga)
                 saga_commands, saga_events = (
                     [],
                     [
                         SagaEvent(
                             saga=saga,
                             at=now,
-                            kind="engine_error",
+                            kind=EventKind.ENGINE_ERROR,
                             detail={"error": repr(exc)[:500]},
                         )
                     ],
@@ -216,6 +216,26 @@ def process(worker: str, claimed: dict[uuid.UUID, int]) -> int:
         SagaReply.objects.filter(id__in=[r.id for rs in inbox.values() for r in rs]).delete()
     metrics.BATCH_SIZE.observe(len(sagas))
     return len(sagas)
+
+
+def _park(saga: Saga) -> None:
+    """Mark a saga the engine could not process as stuck, in its row and, when it can be read,
+    in its state: an operator's retry then finds a stuck saga (one with no stalled step)."""
+    saga.status, saga.due_at = SagaStatus.STUCK.value, None
+    if isinstance(saga.state, dict):
+        saga.state = {**saga.state, "status": SagaStatus.STUCK.value}
+
+
+def take_over(saga: Saga, commands: list[Command], events: list[SagaEvent]) -> None:
+    """Write an operator's decision on `saga`, in the caller's transaction.
+
+    Call while holding SELECT FOR UPDATE on the saga's row. A worker that claimed the saga
+    decided from the state before this decision: its lease is cleared and the fence bumped, so
+    that worker can no longer commit anything for it.
+    """
+    saga.lease_owner, saga.lease_until = "", None
+    record([saga], commands, events)
+    Saga.objects.filter(id=saga.id).update(fence=F("fence") + 1)
 
 
 def seconds_until_due() -> float:

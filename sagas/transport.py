@@ -104,20 +104,7 @@ def deliver(replies: list[Reply]) -> None:
             .order_by("id")
             .values_list("id", flat=True)
         }
-        rows = [
-            SagaReply(
-                saga_id=r.saga_id,
-                step=r.step,
-                compensation=r.compensation,
-                attempt=r.attempt,
-                outcome=r.outcome.value,
-                code=r.code,
-                message=r.message,
-                data=r.data,
-            )
-            for r in replies
-            if r.saga_id in known
-        ]
+        rows = [SagaReply.from_reply(r) for r in replies if r.saga_id in known]
         if len(rows) != len(replies):
             log.warning(
                 "replies for unknown sagas dropped", extra={"count": len(replies) - len(rows)}

@@ -28,6 +28,3 @@ class Shipment(models.Model):
 
 class ShippingStepRecord(StepRecord):
     """Stored outcomes of the schedule step (action) and the cancel (compensation), per saga."""
-
-    def __str__(self) -> str:
-        return f"{self.saga_id}:{self.step}"

@@ -12,7 +12,13 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from inventory.selectors import products_by_sku
-from orders.saga import ORDER_SAGA
+from orders.saga import (
+    ORDER_SAGA,
+    CardSummary,
+    OrderSagaData,
+    OrderSagaLine,
+    ShippingAddress,
+)
 from payments.exceptions import InvalidCard
 from payments.services import tokenize_card
 from sagas.core.state import SagaStatus
@@ -81,18 +87,19 @@ def place_order(
         with transaction.atomic():
             key_row = None if idempotency is None else _claim_key(idempotency, body)
             method = _tokenize(payment)
+            data = OrderSagaData(
+                order_id=order_id,
+                user_id=owner_id,
+                lines=lines,
+                total=total,
+                currency=currency,
+                payment_token=method.token,
+                card=CardSummary(brand=method.brand, last4=method.last4),
+                shipping_address=ShippingAddress(**shipping_address),
+            )
             saga = start_saga(
                 saga_type=ORDER_SAGA,
-                data={
-                    "order_id": str(order_id),
-                    "user_id": owner_id,
-                    "lines": lines,
-                    "total": str(total),
-                    "currency": currency,
-                    "payment_token": method.token,
-                    "card": {"brand": method.brand, "last4": method.last4},
-                    "shipping_address": shipping_address,
-                },
+                data=data.to_json(),
                 correlation_id=str(order_id),
                 owner_id=owner_id,
                 saga_id=saga_id,
@@ -131,7 +138,7 @@ def stored_answer(idempotency: Idempotency) -> PlacedOrder | None:
     return PlacedOrder(row.status_code, dict(row.response), replayed=True)
 
 
-def priced_lines(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Decimal, str]:
+def priced_lines(items: list[dict[str, Any]]) -> tuple[tuple[OrderSagaLine, ...], Decimal, str]:
     """The order lines priced from the catalogue, their total and currency (never the client's)."""
     skus = [item["sku"] for item in items]
     products = products_by_sku(skus)
@@ -141,15 +148,11 @@ def priced_lines(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Dec
     currencies = {products[sku]["currency"] for sku in skus}
     if len(currencies) > 1:
         raise OrderRejected({"items": ["All items must be priced in one currency."]})
-    lines = [
-        {
-            "sku": item["sku"],
-            "quantity": item["quantity"],
-            "unit_price": str(products[item["sku"]]["price"]),
-        }
+    lines = tuple(
+        OrderSagaLine(item["sku"], item["quantity"], products[item["sku"]]["price"])
         for item in items
-    ]
-    total = sum((Decimal(line["unit_price"]) * line["quantity"] for line in lines), Decimal("0"))
+    )
+    total = sum((line.unit_price * line.quantity for line in lines), Decimal("0"))
     # A charge must be positive and fit its column; otherwise the saga would fault, not refuse.
     if not Decimal("0") < total <= MAX_ORDER_TOTAL:
         raise OrderRejected(

@@ -95,10 +95,14 @@ class SagaRetry(APIView):
     @extend_schema(
         operation_id="sagas_retry",
         summary="Give a stuck saga's stalled steps a fresh round of attempts (staff)",
-        description="Idempotent: a saga that is not stuck is left as it is, and answered 200.",
+        description=(
+            "Idempotent: a saga already retried and in flight again is answered 200 as it is. "
+            "A saga that is not stuck and was never retried, or that has finished, cannot be "
+            "retried: 409."
+        ),
         parameters=[SAGA_ID],
         request=None,
-        responses={200: s.SagaActionResultSerializer, **errors(401, 403, 404)},
+        responses={200: s.SagaActionResultSerializer, **errors(401, 403, 404, 409)},
     )
     def post(self, request: Request, saga_id: uuid.UUID) -> Response:
         saga = services.retry_saga(saga_id=saga_id)
@@ -112,8 +116,10 @@ class SagaCompensate(APIView):
         operation_id="sagas_compensate",
         summary="Turn a saga back: compensate what it did (staff)",
         description=(
-            "Idempotent: a saga already compensating or failed is answered 200 as it is. "
-            "A saga past its pivot (shipment booked) or completed cannot be turned back: 409."
+            "Idempotent: a saga an operator already turned back (compensating, or failed with "
+            "reason `cancelled`) is answered 200 as it is. A saga past its pivot (shipment "
+            "booked), completed, or already turning back for another reason cannot be turned "
+            "back by an operator: 409."
         ),
         parameters=[SAGA_ID],
         request=None,

@@ -56,35 +56,45 @@ class Step:
 
 @dataclass(frozen=True)
 class SagaDefinition:
-    """A validated step graph. Steps must be listed after the steps they depend on."""
+    """A step graph. Steps must be listed after the steps they depend on.
+
+    A definition is plain data: `problems()` lists what breaks its rules, and the engine's system
+    checks (sagas.checks) refuse to start with a registered definition that has any, as Django's
+    admin checks its registered options.
+    """
 
     name: str
     steps: tuple[Step, ...]
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[str]:
+        """Every broken rule: unique step names, dependencies listed before their dependents (so
+        the graph is acyclic and every dependency is known), and Richardson's step kinds."""
+        found: list[str] = []
         seen: set[str] = set()
         pivots = [s for s in self.steps if s.kind is StepKind.PIVOT]
         if len(pivots) > 1:
-            raise ValueError(f"{self.name}: at most one pivot step")
+            found.append(f"{self.name}: at most one pivot step")
         for step in self.steps:
             if step.name in seen:
-                raise ValueError(f"{self.name}: duplicate step {step.name!r}")
+                found.append(f"{self.name}: duplicate step {step.name!r}")
             missing = [d for d in step.depends_on if d not in seen]
             if missing:
-                raise ValueError(
+                found.append(
                     f"{self.name}: {step.name!r} depends on {missing}, which must be listed before it"
                 )
             if step.kind is StepKind.COMPENSATABLE and step.compensation is None:
-                raise ValueError(
-                    f"{self.name}: compensatable step {step.name!r} needs a compensation"
-                )
+                found.append(f"{self.name}: compensatable step {step.name!r} needs a compensation")
             if step.kind is StepKind.RETRIABLE and step.compensation is not None:
-                raise ValueError(f"{self.name}: retriable step {step.name!r} is never compensated")
-            if step.kind is StepKind.RETRIABLE and not (
-                pivots and pivots[0].name in self.ancestors(step.name)
+                found.append(f"{self.name}: retriable step {step.name!r} is never compensated")
+            # Ancestors are only known once every dependency is.
+            if (
+                step.kind is StepKind.RETRIABLE
+                and not missing
+                and not (pivots and pivots[0].name in self.ancestors(step.name))
             ):
-                raise ValueError(f"{self.name}: retriable step {step.name!r} must follow the pivot")
+                found.append(f"{self.name}: retriable step {step.name!r} must follow the pivot")
             seen.add(step.name)
+        return found
 
     def step(self, name: str) -> Step:
         for step in self.steps:

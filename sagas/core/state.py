@@ -107,11 +107,41 @@ class Send:
     attempt: int
 
 
+class EventKind(StrEnum):
+    """What an entry of a saga's event log records; past tense, stable (logs, metrics, API)."""
+
+    SAGA_STARTED = "saga_started"
+    SAGA_RUNNING = "saga_running"
+    SAGA_COMPENSATING = "saga_compensating"
+    SAGA_COMPLETED = "saga_completed"
+    SAGA_FAILED = "saga_failed"
+    SAGA_STUCK = "saga_stuck"
+    STEP_SENT = "step_sent"
+    STEP_SUCCEEDED = "step_succeeded"
+    STEP_REFUSED = "step_refused"
+    STEP_FAILED = "step_failed"  # a fault: retried under the step's policy
+    STEP_EXHAUSTED = "step_exhausted"
+    STEP_STALLED = "step_stalled"
+    STEP_RESUMED = "step_resumed"
+    STEP_COMPENSATED = "step_compensated"
+    RETRY_SCHEDULED = "retry_scheduled"
+    REPLY_IGNORED = "reply_ignored"
+    COMPENSATION_STARTED = "compensation_started"
+    COMPENSATION_SENT = "compensation_sent"
+    COMPENSATION_FAILED = "compensation_failed"
+    ENGINE_ERROR = "engine_error"  # written by the store: the saga could not be processed
+
+    @classmethod
+    def entered(cls, status: SagaStatus) -> EventKind:
+        """The event of a saga entering `status` (a saga never re-enters `pending`)."""
+        return cls(f"saga_{status.value}")
+
+
 @dataclass(frozen=True)
 class LogEvent:
     """An entry for the saga's append-only event log."""
 
-    kind: str  # past tense: step_succeeded, compensation_sent, saga_failed ...
+    kind: EventKind
     step: str = ""
     attempt: int = 0
     detail: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,7 @@
 """The transition function: given a saga's state and one input, decide the next state and sends.
 
 `decide` is pure: time and randomness come in as arguments, commands and log entries go out as
-data. The rules it enforces (DESIGN §4):
+data. The rules it enforces (docs/architecture.md §4):
 
 - a step runs when every step it depends on has succeeded; independent steps run together;
 - a reply is matched by (step, action|compensation), not by attempt, since every attempt carries
@@ -20,8 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sagas.core.definition import SagaDefinition, Step, StepKind
-from sagas.core.state import LogEvent, SagaState, SagaStatus, Send, StepState, StepStatus
-from sagas.messages import Outcome
+from sagas.core.state import (
+    EventKind,
+    LogEvent,
+    SagaState,
+    SagaStatus,
+    Send,
+    StepState,
+    StepStatus,
+)
+from sagas.messages import Outcome, Reply
 
 SERVICE_UNAVAILABLE = "service_unavailable"
 CANCELLED = "cancelled"
@@ -40,6 +48,13 @@ class Replied:
     outcome: Outcome
     code: str = ""
     message: str = ""
+
+    @classmethod
+    def of(cls, reply: Reply) -> Replied:
+        """The input a service's reply makes (its data is the service's, not the saga's)."""
+        return cls(
+            reply.step, reply.compensation, reply.attempt, reply.outcome, reply.code, reply.message
+        )
 
 
 @dataclass(frozen=True)
@@ -96,26 +111,65 @@ class _Decider:
     # --- inputs -----------------------------------------------------------------------------
 
     def apply(self, event: Input) -> None:
-        if self.state.status.terminal:
+        if isinstance(event, Cancel | Resume):
+            if not self._applies(event):
+                return
+        elif self.state.status.terminal:
             if isinstance(event, Replied):
-                self._log("reply_ignored", event.step, event.attempt, reason="saga finished")
-            elif isinstance(event, Cancel) and self.state.status is SagaStatus.COMPLETED:
-                self.decision.rejected = "the saga is already completed"
+                self._log(
+                    EventKind.REPLY_IGNORED, event.step, event.attempt, reason="saga finished"
+                )
             return
         if isinstance(event, Start):
             if self.state.status is SagaStatus.PENDING and not any(
                 s.attempts for s in self.state.steps.values()
             ):
-                self._log("saga_started")
+                self._log(EventKind.SAGA_STARTED)
         elif isinstance(event, Replied):
             self._on_reply(event)
         elif isinstance(event, Tick):
             self._on_tick()
         elif isinstance(event, Cancel):
-            self._on_cancel(event)
+            self._turn_back(CANCELLED, event.message)
         elif isinstance(event, Resume):
             self._on_resume()
         self._advance(replied=isinstance(event, Replied))
+
+    def _applies(self, action: Cancel | Resume) -> bool:
+        """Whether an operator's action applies to the saga as it is.
+
+        It does not when it is a repeat of an action already taken (nothing changes, and that is
+        no error), or when it cannot apply (`decision.rejected` says why):
+
+        - Cancel applies to a saga going forward that has not passed its pivot. A saga an
+          operator already cancelled (compensating, stuck while compensating, or failed with
+          reason `cancelled`) repeats. A completed saga, one past its pivot, and one already
+          turning back for another reason (a refusal, exhausted retries) reject it.
+        - Resume applies to a stuck saga. A saga that an operator already resumed and that is
+          in flight again repeats. Any other saga rejects it: it was never stuck, or it has
+          finished since. (A resume is remembered by the round it granted a stalled step; a
+          saga the engine parked had none, so once resumed it is simply not stuck.)
+        """
+        state = self.state
+        if isinstance(action, Cancel):
+            if state.reason_code == CANCELLED:
+                return False
+            if state.status is SagaStatus.COMPLETED:
+                self.decision.rejected = "the saga is already completed"
+            elif state.status is SagaStatus.FAILED:
+                self.decision.rejected = f"the saga has already failed ({state.reason_code})"
+            elif state.backward:
+                self.decision.rejected = f"the saga is already turning back ({state.reason_code})"
+            elif self._past_pivot():
+                self.decision.rejected = "the saga is past its pivot and can only go forward"
+            return not self.decision.rejected
+        if state.status is SagaStatus.STUCK:
+            return True
+        resumed_before = any(st.retry_base or st.compensation_base for st in state.steps.values())
+        if resumed_before and not state.status.terminal:
+            return False
+        self.decision.rejected = f"the saga is {state.status.value}, not stuck: nothing to retry"
+        return False
 
     def _on_reply(self, reply: Replied) -> None:
         step, st = self.definition.step(reply.step), self.state.steps[reply.step]
@@ -128,7 +182,7 @@ class _Decider:
             st.status = StepStatus.COMPENSATED if reply.compensation else StepStatus.SUCCEEDED
             st.due, st.stalled, st.error = None, False, ""
             self._log(
-                "step_compensated" if reply.compensation else "step_succeeded",
+                EventKind.STEP_COMPENSATED if reply.compensation else EventKind.STEP_SUCCEEDED,
                 step.name,
                 reply.attempt,
             )
@@ -137,7 +191,11 @@ class _Decider:
         if refusal and not reply.compensation and step.kind is not StepKind.RETRIABLE:
             st.status, st.due, st.error = StepStatus.REFUSED, None, reply.code
             self._log(
-                "step_refused", step.name, reply.attempt, code=reply.code, message=reply.message
+                EventKind.STEP_REFUSED,
+                step.name,
+                reply.attempt,
+                code=reply.code,
+                message=reply.message,
             )
             self._turn_back(reply.code, reply.message)
             return
@@ -147,7 +205,7 @@ class _Decider:
             return
         st.error = reply.code or reply.outcome.value
         self._log(
-            "compensation_failed" if reply.compensation else "step_failed",
+            EventKind.COMPENSATION_FAILED if reply.compensation else EventKind.STEP_FAILED,
             step.name,
             reply.attempt,
             code=reply.code,
@@ -159,11 +217,11 @@ class _Decider:
         else:
             delay = policy.delay(st.budget_used, self.rand())
             st.due = self.now + delay
-            self._log("retry_scheduled", step.name, reply.attempt, delay=round(delay, 3))
+            self._log(EventKind.RETRY_SCHEDULED, step.name, reply.attempt, delay=round(delay, 3))
 
     def _ignore(self, reply: Replied, reason: str) -> None:
         self._log(
-            "reply_ignored",
+            EventKind.REPLY_IGNORED,
             reply.step,
             reply.attempt,
             outcome=reply.outcome.value,
@@ -187,24 +245,19 @@ class _Decider:
                 else:
                     self._send(step, st, compensation=True)
 
-    def _on_cancel(self, cancel: Cancel) -> None:
-        if self.state.backward:
-            return  # already compensating: cancelling again changes nothing
+    def _past_pivot(self) -> bool:
         pivot = next((s for s in self.definition.steps if s.kind is StepKind.PIVOT), None)
-        if pivot and self.state.steps[pivot.name].status is StepStatus.SUCCEEDED:
-            self.decision.rejected = "the saga is past its pivot and can only go forward"
-            return
-        self._turn_back(CANCELLED, cancel.message)
+        return pivot is not None and self.state.steps[pivot.name].status is StepStatus.SUCCEEDED
 
     def _on_resume(self) -> None:
-        if self.state.status is not SagaStatus.STUCK:
-            return  # nothing is stalled: resuming again changes nothing
+        # A saga the engine parked after an error is stuck with no stalled step: resuming it
+        # only acts on its timers and settles its status again.
         for name, st in self.state.steps.items():
             if st.stalled:
                 st.stalled = False
                 st.retry_base, st.compensation_base = st.attempts, st.compensation_attempts
                 st.due = self.now
-                self._log("step_resumed", name, st.budget_used)
+                self._log(EventKind.STEP_RESUMED, name, st.budget_used)
         self._on_tick()
 
     # --- rules ------------------------------------------------------------------------------
@@ -212,14 +265,14 @@ class _Decider:
     def _exhausted(self, step: Step, st: StepState) -> None:
         if st.status is StepStatus.RUNNING and step.kind is not StepKind.RETRIABLE:
             st.error = SERVICE_UNAVAILABLE
-            self._log("step_exhausted", step.name, st.attempts)
+            self._log(EventKind.STEP_EXHAUSTED, step.name, st.attempts)
             self._turn_back(
                 SERVICE_UNAVAILABLE, f"{step.name} did not succeed after {st.attempts} attempts"
             )
         else:
             st.stalled, st.due = True, None
             self._log(
-                "step_stalled",
+                EventKind.STEP_STALLED,
                 step.name,
                 st.attempts if st.status is StepStatus.RUNNING else st.compensation_attempts,
             )
@@ -234,7 +287,7 @@ class _Decider:
                 st.status, st.due, st.stalled = StepStatus.COMPENSATING, None, False
             elif st.status is StepStatus.PENDING:
                 st.status = StepStatus.SKIPPED
-        self._log("compensation_started", code=code, message=message)
+        self._log(EventKind.COMPENSATION_STARTED, code=code, message=message)
 
     def _advance(self, replied: bool) -> None:
         steps, state = self.definition.steps, self.state
@@ -276,7 +329,7 @@ class _Decider:
             state.status = SagaStatus.RUNNING
         if state.status is not before:
             detail = {"code": state.reason_code} if state.reason_code else {}
-            self.decision.log.append(LogEvent(f"saga_{state.status.value}", detail=detail))
+            self.decision.log.append(LogEvent(EventKind.entered(state.status), detail=detail))
 
     def _send(self, step: Step, st: StepState, compensation: bool) -> None:
         if compensation:
@@ -289,7 +342,9 @@ class _Decider:
             st.status = StepStatus.RUNNING
         st.due = self.now + step.deadline
         self.decision.sends.append(Send(step.name, command, compensation, attempt))
-        self._log("compensation_sent" if compensation else "step_sent", step.name, attempt)
+        self._log(
+            EventKind.COMPENSATION_SENT if compensation else EventKind.STEP_SENT, step.name, attempt
+        )
 
-    def _log(self, kind: str, step: str = "", attempt: int = 0, **detail: object) -> None:
+    def _log(self, kind: EventKind, step: str = "", attempt: int = 0, **detail: object) -> None:
         self.decision.log.append(LogEvent(kind, step, attempt, dict(detail)))

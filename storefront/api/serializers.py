@@ -1,6 +1,6 @@
-"""Request and response shapes of the storefront's API (catalogue and orders). Each declares exactly the fields it reads or
-writes. Prices, totals and statuses are read-only: the server computes them; a client never
-sends a price."""
+"""Request and response shapes of the storefront's API (catalogue and orders). Each declares
+exactly the fields it reads or writes. Prices, totals and statuses are read-only: the server
+computes them; a client never sends a price."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from orders.saga import OrderSagaData
 from sagas.api.serializers import ReasonSerializer, StepSerializer, reason_of, steps_of
 from sagas.core.state import SagaStatus
 from sagas.models import Saga
@@ -173,18 +174,18 @@ class OrderSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     def to_representation(self, saga: Saga) -> dict[str, Any]:
-        data = saga.data
+        data = OrderSagaData.from_json(saga.data)
         view = {
             "order_id": saga.correlation_id,
             "saga_id": saga.id,
             "status": order_status(saga),
             # Only a finished order has a reason: a compensating saga is still pending.
             "reason": reason_of(saga) if saga.status == SagaStatus.FAILED else None,
-            "items": data["lines"],
-            "total": Decimal(data["total"]),
-            "currency": data["currency"],
-            "card": data["card"],
-            "shipping_address": data["shipping_address"],
+            "items": data.lines,
+            "total": data.total,
+            "currency": data.currency,
+            "card": data.card,
+            "shipping_address": data.shipping_address,
             "steps": steps_of(saga),
             "created_at": saga.created_at,
             "finished_at": saga.finished_at if is_finished(saga) else None,

@@ -26,7 +26,9 @@ from sagas.api.config import api_config
 from sagas.api.errors import ApiError, invalid
 from sagas.api.permissions import IsStaffForWrites
 from sagas.api.schema import error, errors
+from sagas.core.state import SagaStatus
 from sagas.models import Saga
+from storefront import samples
 from storefront.api import serializers as s
 from storefront.api.idempotency import (
     IDEMPOTENCY_KEY,
@@ -42,17 +44,7 @@ from storefront.checkout import (
     place_order,
 )
 
-ORDER_EXAMPLE = {
-    "items": [{"sku": "MUG-002", "quantity": 2}],
-    "payment": {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
-    "shipping_address": {
-        "name": "Ada Lovelace",
-        "line1": "1 rue de la Paix",
-        "city": "Paris",
-        "postal_code": "75002",
-        "country": "FR",
-    },
-}
+ORDER_EXAMPLE = samples.order_body()
 
 
 class ProductList(APIView):
@@ -145,7 +137,7 @@ class OrderList(generics.ListAPIView):
                 value={
                     "order_id": "4f7c1c2e-7d55-4b8e-9a51-0b1f5f6d8c11",
                     "saga_id": "b0a4d5a2-93f3-4a1e-8c36-1c1f1e5e9d42",
-                    "status": "pending",
+                    "status": SagaStatus.PENDING.value,
                 },
             ),
         ],

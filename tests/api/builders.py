@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -18,9 +17,9 @@ from inventory.models import Product
 from inventory.services import create_product
 from payments.models import PaymentMethod
 from sagas.models import Saga
+from storefront import samples
 from storefront.models import IdempotencyKey
 
-OK_CARD = "4242424242424242"
 _names = itertools.count(1)
 
 
@@ -52,35 +51,9 @@ def product(sku: str = "MUG-002", *, stock: int = 100, price: str = "12.50") -> 
     )
 
 
-def payment(**overrides: Any) -> dict[str, Any]:
-    return {
-        "card_number": OK_CARD,
-        "exp_month": 12,
-        "exp_year": date.today().year + 2,
-        "cvc": "123",
-        **overrides,
-    }
-
-
-def address(**overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "Ada Lovelace",
-        "line1": "1 rue de la Paix",
-        "city": "Paris",
-        "postal_code": "75002",
-        "country": "FR",
-        **overrides,
-    }
-
-
 def order_body(*, sku: str = "MUG-002", quantity: int = 2, **overrides: Any) -> dict[str, Any]:
     """A valid order for one line of `sku` (the product must exist)."""
-    return {
-        "items": [{"sku": sku, "quantity": quantity}],
-        "payment": payment(),
-        "shipping_address": address(),
-        **overrides,
-    }
+    return {**samples.order_body(sku=sku, quantity=quantity), **overrides}
 
 
 def place(client: APIClient, body: dict[str, Any] | None = None, **headers: Any) -> Any:

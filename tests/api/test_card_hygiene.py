@@ -1,6 +1,7 @@
 """The card number and CVC are used once to make a token and are never stored, queued, logged or
-echoed (DESIGN §6). Real-looking cards (valid Luhn) go in through the API; then every column of
-every table, every queued task (decoded), every log record and every answer is searched.
+echoed (docs/architecture.md §6). Real-looking cards (valid Luhn) go in through the API; then
+every column of every table, every queued task (decoded), every log record and every answer is
+searched.
 
 The CVCs are unusual values searched only where a string value would stand: quoted ('987' or
 "987") in the repr of a stored value or of a log record, so that "987" inside a number or a uuid
@@ -19,7 +20,8 @@ from django.db import connections
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
-from tests.api.builders import client_for, order_body, payment, product, user
+from storefront.samples import payment
+from tests.api.builders import client_for, order_body, product, user
 
 pytestmark = pytest.mark.django_db
 

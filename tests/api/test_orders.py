@@ -12,6 +12,7 @@ from django.db import connections
 from django.test import AsyncClient
 from rest_framework.authtoken.models import Token
 
+from payments.models import PaymentMethod
 from sagas.models import Saga
 from storefront.api.longpoll import order_detail
 from tests.api.builders import (
@@ -63,6 +64,33 @@ def test_the_server_prices_the_order_from_the_catalogue_in_decimal() -> None:
     assert order["items"] == [{"sku": "MUG-002", "quantity": 3, "unit_price": "12.10"}]
     saga = Saga.objects.get(id=answer.json()["saga_id"])
     assert Decimal(saga.data["total"]) == Decimal("36.30")
+
+
+def test_the_saga_data_keeps_the_shape_every_stored_saga_has() -> None:
+    """Stored sagas are read back by the order API and the audit: the JSON must not drift."""
+    product("MUG-002", price="12.10")
+    owner = user()
+
+    answer = place(client_for(owner), order_body(sku="MUG-002", quantity=3))
+
+    saga = Saga.objects.get(id=answer.json()["saga_id"])
+    method = PaymentMethod.objects.get()
+    assert saga.data == {
+        "order_id": answer.json()["order_id"],
+        "user_id": owner.pk,
+        "lines": [{"sku": "MUG-002", "quantity": 3, "unit_price": "12.10"}],
+        "total": "36.30",
+        "currency": "EUR",
+        "payment_token": method.token,
+        "card": {"brand": "visa", "last4": "4242"},
+        "shipping_address": {
+            "name": "Ada Lovelace",
+            "line1": "1 rue de la Paix",
+            "city": "Paris",
+            "postal_code": "75002",
+            "country": "FR",
+        },
+    }
 
 
 def test_a_client_sent_price_is_refused_not_used() -> None:

@@ -87,7 +87,9 @@ def test_staff_are_let_through_on_every_staff_path() -> None:
 
     for method, path, body in staff_paths(order["saga_id"]):
         answer = getattr(staff, method)(path, body, format="json")
-        assert answer.status_code in (200, 201), (method, path, answer.content)
+        # Through to the service, which may still refuse the action: the saga is not stuck.
+        refused = answer.status_code == 409 and answer.json()["code"] == "action_rejected"
+        assert answer.status_code in (200, 201) or refused, (method, path, answer.content)
 
 
 # --- Anonymous -------------------------------------------------------------------------------

@@ -17,16 +17,34 @@ def started_order() -> dict[str, Any]:
     return dict(place(client_for(user()), order_body()).json())
 
 
-def mark(saga_id: str, status: str) -> None:
-    """Stand in for the workers: put the saga (and its state) in `status`."""
+def mark(saga_id: str, status: str, reason: str | None = None) -> None:
+    """Stand in for the workers: put the saga (and its state) in `status`, turned back for
+    `reason` if given (a reason already set is kept)."""
     saga = Saga.objects.get(id=saga_id)
     steps = {
         name: dict(step, status="succeeded") if status == "completed" else step
         for name, step in saga.state["steps"].items()
     }
+    reason = reason or saga.state["reason_code"]
     Saga.objects.filter(id=saga_id).update(
-        status=status, state=dict(saga.state, status=status, steps=steps)
+        status=status,
+        reason_code=reason or "",
+        state=dict(saga.state, status=status, steps=steps, reason_code=reason),
     )
+
+
+def make_stuck(saga_id: str) -> None:
+    """Stand in for the workers: the charge ran out of attempts where the saga cannot give up."""
+    saga = Saga.objects.get(id=saga_id)
+    steps = saga.state["steps"]
+    steps["charge_payment"].update(stalled=True, due=None)
+    Saga.objects.filter(id=saga_id).update(
+        status="stuck", state=dict(saga.state, status="stuck", steps=steps)
+    )
+
+
+def events_of(saga_id: str) -> int:
+    return SagaEvent.objects.filter(saga_id=saga_id).count()
 
 
 def test_sagas_are_listed_newest_first_and_paginated() -> None:
@@ -114,34 +132,83 @@ def test_compensating_a_completed_saga_is_a_conflict() -> None:
     assert Saga.objects.get(id=order["saga_id"]).status == "completed"
 
 
-def test_retrying_a_saga_that_is_not_stuck_changes_nothing_and_answers_200() -> None:
+def test_compensating_a_saga_an_operator_cancelled_answers_200_even_once_it_has_failed() -> None:
     order = started_order()
     staff = client_for(user(staff=True))
-    url = f"/api/sagas/{order['saga_id']}/retry/"
+    url = f"/api/sagas/{order['saga_id']}/compensate/"
+    staff.post(url)
+    mark(order["saga_id"], "failed")
+    events = events_of(order["saga_id"])
 
-    first = staff.post(url)
     again = staff.post(url)
 
-    assert first.status_code == again.status_code == 200
-    assert first.json()["status"] == "pending"
-    assert again.json() == first.json()
+    assert again.status_code == 200
+    assert (again.json()["status"], again.json()["reason"]["code"]) == ("failed", "cancelled")
+    assert events_of(order["saga_id"]) == events
+
+
+@pytest.mark.parametrize("status", ["compensating", "failed"])
+def test_compensating_a_saga_turned_back_by_a_refusal_is_a_conflict(status: str) -> None:
+    order = started_order()
+    mark(order["saga_id"], status, reason="payment_declined")
+    events = events_of(order["saga_id"])
+
+    answer = client_for(user(staff=True)).post(f"/api/sagas/{order['saga_id']}/compensate/")
+
+    assert answer.status_code == 409
+    assert answer.json()["code"] == "action_rejected"
+    assert "payment_declined" in answer.json()["message"]
+    saga = Saga.objects.get(id=order["saga_id"])
+    assert (saga.status, saga.reason_code) == (status, "payment_declined")
+    assert events_of(order["saga_id"]) == events
+
+
+@pytest.mark.parametrize("status", ["pending", "running", "completed", "failed"])
+def test_retrying_a_saga_that_is_not_stuck_is_a_conflict_and_changes_nothing(status: str) -> None:
+    order = started_order()
+    mark(order["saga_id"], status)
+    before = Saga.objects.get(id=order["saga_id"])
+    events = events_of(order["saga_id"])
+
+    answer = client_for(user(staff=True)).post(f"/api/sagas/{order['saga_id']}/retry/")
+
+    assert answer.status_code == 409
+    assert answer.json() == {
+        "code": "action_rejected",
+        "message": f"the saga is {status}, not stuck: nothing to retry",
+    }
+    after = Saga.objects.get(id=order["saga_id"])
+    assert (after.status, after.state, after.fence) == (before.status, before.state, before.fence)
+    assert events_of(order["saga_id"]) == events
 
 
 def test_retrying_a_stuck_saga_resumes_its_stalled_step() -> None:
     order = started_order()
-    saga = Saga.objects.get(id=order["saga_id"])
-    steps = saga.state["steps"]
-    steps["charge_payment"].update(stalled=True, due=None)
-    Saga.objects.filter(id=saga.id).update(
-        status="stuck", state=dict(saga.state, status="stuck", steps=steps)
-    )
+    make_stuck(order["saga_id"])
 
-    answer = client_for(user(staff=True)).post(f"/api/sagas/{saga.id}/retry/")
+    answer = client_for(user(staff=True)).post(f"/api/sagas/{order['saga_id']}/retry/")
 
     assert answer.status_code == 200
     assert answer.json()["status"] != "stuck"
-    kinds = set(SagaEvent.objects.filter(saga=saga).values_list("kind", flat=True))
+    kinds = set(SagaEvent.objects.filter(saga_id=order["saga_id"]).values_list("kind", flat=True))
     assert "step_resumed" in kinds
+
+
+def test_retrying_again_while_the_retried_saga_runs_answers_200_as_it_is() -> None:
+    order = started_order()
+    make_stuck(order["saga_id"])
+    staff = client_for(user(staff=True))
+    url = f"/api/sagas/{order['saga_id']}/retry/"
+    first = staff.post(url)
+    events = events_of(order["saga_id"])
+    fence = Saga.objects.get(id=order["saga_id"]).fence
+
+    again = staff.post(url)
+
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert events_of(order["saga_id"]) == events
+    assert Saga.objects.get(id=order["saga_id"]).fence == fence
 
 
 def test_an_action_on_an_unknown_saga_is_not_found() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from inventory.services import create_product
-from tests.api.builders import address, client_for, created_rows, order_body, payment, product, user
+from storefront.samples import address, payment
+from tests.api.builders import client_for, created_rows, order_body, product, user
 
 pytestmark = pytest.mark.django_db
 

@@ -19,10 +19,12 @@ from django.utils import timezone
 
 from inventory.models import Product
 from lab import faults
+from orders.saga import ORDER_SAGA
 from payments.models import Charge
 from sagas import cluster
 from sagas.models import Saga
 from sagas.services import start_saga
+from tests.services.builders import order_data
 
 pytestmark = pytest.mark.django_db
 
@@ -33,18 +35,9 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def order_saga(**data: Any) -> Saga:
-    order_id = str(uuid.uuid4())
-    base: dict[str, Any] = {
-        "order_id": order_id,
-        "user_id": 1,
-        "lines": [],
-        "total": "10.00",
-        "currency": "EUR",
-        "payment_token": "pm_x",
-        "shipping_address": {},
-    }
-    return start_saga(saga_type="order", data={**base, **data}, correlation_id=order_id)
+def order_saga() -> Saga:
+    data = order_data(total=Decimal("10.00"), payment_token="pm_x")
+    return start_saga(saga_type=ORDER_SAGA, data=data.to_json(), correlation_id=str(data.order_id))
 
 
 def test_seed_demo_twice_changes_nothing_the_second_time() -> None:
@@ -79,6 +72,45 @@ def test_saga_compensate_turns_a_saga_back_and_is_idempotent() -> None:
     assert (saga.status, saga.reason_code) == ("compensating", "cancelled")
     steps = saga.state["steps"]
     assert [steps[n]["compensation_attempts"] for n in ("create_order", "reserve_stock")] == [1, 1]
+
+
+def finish(saga: Saga, status: str, reason: str) -> None:
+    """Stand in for the workers: the saga ended `status`, turned back for `reason` if any."""
+    state = dict(saga.state, status=status, reason_code=reason or None)
+    Saga.objects.filter(id=saga.id).update(status=status, reason_code=reason, state=state)
+
+
+def test_saga_retry_of_a_failed_saga_exits_non_zero_saying_why_and_changes_nothing() -> None:
+    saga = order_saga()
+    finish(saga, "failed", "payment_declined")
+    events = saga.events.count()
+
+    with pytest.raises(CommandError) as refused:
+        run("saga", "retry", str(saga.id))
+
+    assert str(refused.value) == (
+        f"1 of 1 saga(s) could not be changed:\n"
+        f"  {saga.id}: the saga is failed, not stuck: nothing to retry"
+    )
+    saga.refresh_from_db()
+    assert (saga.status, saga.reason_code, saga.events.count()) == (
+        "failed",
+        "payment_declined",
+        events,
+    )
+
+
+def test_saga_compensate_of_a_completed_saga_exits_non_zero_and_still_acts_on_the_others() -> None:
+    done, running = order_saga(), order_saga()
+    finish(done, "completed", "")
+
+    with pytest.raises(
+        CommandError, match=rf"1 of 2 .*\n  {done.id}: the saga is already completed"
+    ):
+        run("saga", "compensate", str(done.id), str(running.id))
+
+    running.refresh_from_db()
+    assert (running.status, running.reason_code) == ("compensating", "cancelled")
 
 
 def test_saga_commands_fail_clearly_on_unknown_ids_and_change_nothing() -> None:

@@ -16,11 +16,8 @@ import psycopg
 import requests
 
 from lab.system import System, local_env, scratch_database
-
-OK_CARD = "4242424242424242"
-DECLINED_CARD = "4000000000000002"
-NO_FUNDS_CARD = "4000000000009995"
-TRANSIENT_CARD = "4000000000000119"
+from payments import testcards
+from storefront.samples import order_body
 
 # Short timings so that retries and deadlines play out within a test.
 FAST = {
@@ -52,19 +49,9 @@ class Api:
         self.http.headers["Authorization"] = f"Token {token}"
 
     def order(
-        self, sku: str = "MUG-002", quantity: int = 1, card: str = OK_CARD, country: str = "FR"
+        self, sku: str = "MUG-002", quantity: int = 1, card: str = testcards.OK, country: str = "FR"
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "items": [{"sku": sku, "quantity": quantity}],
-            "payment": {"card_number": card, "exp_month": 12, "exp_year": 2035, "cvc": "123"},
-            "shipping_address": {
-                "name": "Ada",
-                "line1": "1 rue de la Paix",
-                "city": "Paris",
-                "postal_code": "75002",
-                "country": country,
-            },
-        }
+        body = order_body(sku=sku, quantity=quantity, card=card, country=country)
         answer = self.http.post(f"{self.base}/api/orders/", json=body, timeout=30)
         assert answer.status_code == 202, answer.text
         return dict(answer.json())

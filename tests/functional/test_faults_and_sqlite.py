@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.harness import DECLINED_CARD, postgres_database, running_system
+from payments import testcards
+from tests.functional.harness import postgres_database, running_system
 
 pytestmark = pytest.mark.processes
 
@@ -36,7 +37,7 @@ def test_orders_complete_when_half_the_charges_fail_transiently(tmp_path: Path) 
 def test_the_same_flow_passes_on_the_sqlite_default(tmp_path: Path) -> None:
     with running_system(tmp_path, None) as system:
         good = system.user.order(quantity=3)
-        declined = system.user.order(card=DECLINED_CARD)
+        declined = system.user.order(card=testcards.DECLINED)
         antarctica = system.user.order(country="AQ")
         assert system.user.wait(good["order_id"])["status"] == "completed"
         for placed, reason in (

@@ -13,12 +13,8 @@ from typing import Any
 import pytest
 
 from lab.system import descendants
-from tests.functional.harness import (
-    DECLINED_CARD,
-    NO_FUNDS_CARD,
-    TRANSIENT_CARD,
-    RunningSystem,
-)
+from payments import testcards
+from tests.functional.harness import RunningSystem
 
 pytestmark = pytest.mark.processes
 
@@ -64,11 +60,11 @@ def test_a_good_order_completes_with_one_charge_one_reservation_and_one_shipment
 @pytest.mark.parametrize(
     ("card", "sku", "country", "reason"),
     [
-        (DECLINED_CARD, "MUG-002", "FR", "payment_declined"),
-        (NO_FUNDS_CARD, "MUG-002", "FR", "insufficient_funds"),
-        ("4242424242424242", "RARE-005", "FR", "out_of_stock"),
-        ("4242424242424242", "MUG-002", "AQ", "shipping_unavailable"),
-        (TRANSIENT_CARD, "MUG-002", "FR", "service_unavailable"),
+        (testcards.DECLINED, "MUG-002", "FR", "payment_declined"),
+        (testcards.INSUFFICIENT_FUNDS, "MUG-002", "FR", "insufficient_funds"),
+        (testcards.OK, "RARE-005", "FR", "out_of_stock"),
+        (testcards.OK, "MUG-002", "AQ", "shipping_unavailable"),
+        (testcards.PROCESSING_ERROR, "MUG-002", "FR", "service_unavailable"),
     ],
 )
 def test_a_failing_order_ends_failed_with_its_reason_and_every_effect_undone(

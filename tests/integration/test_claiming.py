@@ -12,10 +12,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from orders.saga import ORDER_SAGA
 from sagas import store, transport
 from sagas.messages import Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
-from sagas.services import start_saga
+from sagas.services import retry_saga, start_saga
+from tests.services.builders import order_data
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -25,21 +27,11 @@ def _postgres_only() -> None:
     assert connection.vendor == "postgresql", "claim tests need PostgreSQL (set DATABASE_URL)"
 
 
-def order_data() -> dict[str, Any]:
-    return {
-        "order_id": str(uuid.uuid4()),
-        "user_id": 1,
-        "lines": [],
-        "total": "1.00",
-        "currency": "EUR",
-        "payment_token": "pm_x",
-        "shipping_address": {},
-    }
-
-
 def due_sagas(n: int) -> list[uuid.UUID]:
     ids = [
-        start_saga(saga_type="order", data=order_data(), correlation_id=str(uuid.uuid4())).id
+        start_saga(
+            saga_type=ORDER_SAGA, data=order_data().to_json(), correlation_id=str(uuid.uuid4())
+        ).id
         for _ in range(n)
     ]
     Saga.objects.filter(id__in=ids).update(due_at=timezone.now() - timedelta(seconds=1))
@@ -145,3 +137,33 @@ def test_a_reply_delivered_while_a_worker_holds_the_saga_is_not_lost() -> None:
     assert saga.due_at is not None and saga.due_at <= timezone.now()  # due again: will be read
     assert store.process("a", store.claim("a", 10, 30)) == 1
     assert Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"] == "succeeded"
+
+
+def test_a_reply_is_the_same_reply_after_the_inbox() -> None:
+    reply = Reply(str(uuid.uuid4()), "charge_payment", True, 3, Outcome.REFUSED, "c", "m", {"k": 1})
+
+    assert SagaReply.from_reply(reply).to_reply() == reply
+
+
+def test_a_saga_the_engine_cannot_process_is_parked_stuck_and_a_retry_puts_it_back_to_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (saga_id,) = due_sagas(1)
+
+    def bug(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "decide", bug)
+        assert store.process("w", store.claim("w", 10, 30)) == 1
+    parked = Saga.objects.get(id=saga_id)
+    assert (parked.status, parked.state["status"], parked.due_at) == ("stuck", "stuck", None)
+    assert SagaEvent.objects.filter(saga_id=saga_id, kind="engine_error").exists()
+
+    retried = retry_saga(saga_id=saga_id)
+
+    # Back at work, and due now: a worker looks at it again at once.
+    assert (retried.status, retried.state["status"]) == ("running", "running")
+    assert retried.due_at is not None and retried.due_at <= timezone.now()
+    events = SagaEvent.objects.filter(saga_id=saga_id).order_by("id")
+    assert list(events.values_list("kind", flat=True))[-2:] == ["engine_error", "saga_running"]

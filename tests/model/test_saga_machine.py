@@ -5,8 +5,9 @@ Commands travel in django-q2's own queue table (OrmQ); the test delivers any que
 order, twice, or into a service worker that dies before or after its commit. Replies can be lost
 or arrive twice, timers fire when the test moves the sagas' clock, a paused saga worker loses its
 lease to another, and operators cancel or retry sagas. After every step the invariants of
-DESIGN §4 that hold mid-run are checked; at the end the network turns fair, everything drains,
-and the cross-service audit must find every saga finished and nothing violated.
+docs/architecture.md §4 that hold mid-run are checked; at the end the network turns fair,
+everything drains, and the cross-service audit must find every saga finished and nothing
+violated.
 """
 
 from __future__ import annotations
@@ -46,10 +47,16 @@ from inventory.models import InventoryStepRecord, Product, Reservation, Reservat
 from inventory.services import create_product
 from lab.audit import audit
 from orders.models import Order, OrderLine, OrderStepRecord
-from orders.saga import ORDER_SAGA
+from orders.saga import (
+    ORDER_SAGA,
+    CardSummary,
+    OrderSagaData,
+    OrderSagaLine,
+    ShippingAddress,
+)
 from payments.exceptions import ProcessorUnavailable
 from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
-from payments.services import tokenize_card
+from payments.services import TEST_CARDS, tokenize_card
 from sagas import participant, store, transport
 from sagas.core.state import SagaStatus, StepStatus
 from sagas.exceptions import SagaActionRejected
@@ -59,6 +66,7 @@ from sagas.participant import StepRecord
 from sagas.services import compensate_saga, retry_saga, start_saga
 from shipping.models import Shipment, ShippingStepRecord
 from storefront.models import IdempotencyKey
+from storefront.samples import address
 
 pytestmark = [pytest.mark.postgres]
 
@@ -72,12 +80,7 @@ UNSERVED_COUNTRY = "AQ"
 # Little stock, so that concurrent orders run out of it.
 PRODUCTS = {"SKU-A": (Decimal("12.50"), 4), "SKU-B": (Decimal("7.25"), 3)}
 # The industry's test cards, by the behaviour the simulated processor gives them.
-CARDS = {
-    PaymentMethod.Behaviour.OK: "4242424242424242",
-    PaymentMethod.Behaviour.DECLINED: "4000000000000002",
-    PaymentMethod.Behaviour.INSUFFICIENT_FUNDS: "4000000000009995",
-    PaymentMethod.Behaviour.PROCESSING_ERROR: "4000000000000119",
-}
+CARDS: dict[str, str] = {behaviour.value: number for number, behaviour in TEST_CARDS.items()}
 # What each card makes the charge step refuse with (a processing error is a fault, not a refusal).
 REFUSALS: dict[str, set[str]] = {
     PaymentMethod.Behaviour.OK: set(),
@@ -235,14 +238,23 @@ class Effect:
 
 EFFECTS = (
     Effect("create_order", OrderStepRecord, Order, "order_id", Order.Status.CANCELLED),
-    Effect("reserve_stock", InventoryStepRecord, Reservation, "reservation_id", "released"),
+    Effect(
+        "reserve_stock",
+        InventoryStepRecord,
+        Reservation,
+        "reservation_id",
+        Reservation.Status.RELEASED,
+    ),
     Effect("charge_payment", PaymentStepRecord, Charge, "charge_id", Charge.Status.REFUNDED),
-    Effect("schedule_shipment", ShippingStepRecord, Shipment, "shipment_id", "cancelled"),
+    Effect(
+        "schedule_shipment", ShippingStepRecord, Shipment, "shipment_id", Shipment.Status.CANCELLED
+    ),
 )
 
 
 def check_effects_match_stored_replies(effect: Effect) -> None:
-    """At most once, and nothing for a compensated step (DESIGN §4), read from the service.
+    """At most once, and nothing for a compensated step (docs/architecture.md §4), read from the
+    service.
 
     An effect exists exactly when its action's stored reply is OK and names it; it is undone
     exactly when a compensation undid it; a tombstone (a compensation that beat its action)
@@ -345,28 +357,20 @@ class SagaSystem(RuleBasedStateMachine):
         self.started += 1
         # Ids from a counter, not random: uuid order decides processing order in a batch.
         saga_id, order_id = uuid.UUID(int=self.started), uuid.UUID(int=(1 << 64) + self.started)
-        priced = [
-            {"sku": sku, "quantity": quantity, "unit_price": str(PRODUCTS[sku][0])}
-            for sku, quantity in lines
-        ]
-        total = sum((PRODUCTS[sku][0] * quantity for sku, quantity in lines), Decimal("0"))
+        priced = tuple(OrderSagaLine(sku, quantity, PRODUCTS[sku][0]) for sku, quantity in lines)
+        data = OrderSagaData(
+            order_id=order_id,
+            user_id=USER_ID,
+            lines=priced,
+            total=sum((line.unit_price * line.quantity for line in priced), Decimal("0")),
+            currency="EUR",
+            payment_token=self.tokens[card],
+            card=CardSummary("visa", CARDS[card][-4:]),
+            shipping_address=ShippingAddress(**address(country=country)),
+        )
         start_saga(
             saga_type=ORDER_SAGA,
-            data={
-                "order_id": str(order_id),
-                "user_id": USER_ID,
-                "lines": priced,
-                "total": str(total),
-                "currency": "EUR",
-                "payment_token": self.tokens[card],
-                "shipping_address": {
-                    "name": "Ada Lovelace",
-                    "line1": "1 rue de la Paix",
-                    "city": "Paris",
-                    "postal_code": "75002",
-                    "country": country,
-                },
-            },
+            data=data.to_json(),
             correlation_id=str(order_id),
             owner_id=USER_ID,
             saga_id=saga_id,
@@ -377,28 +381,37 @@ class SagaSystem(RuleBasedStateMachine):
     @rule(saga=st.integers(min_value=0), while_a_worker_holds_it=st.booleans())
     def operator_compensates(self, saga: int, while_a_worker_holds_it: bool) -> None:
         saga_id = pick(list(self.orders), saga)
+        repeat = saga_id in self.cancelled
         claimed = (
             store.claim("worker-1", CLAIM_ALL, LEASE_SECONDS) if while_a_worker_holds_it else {}
         )
         try:
             compensate_saga(saga_id=saga_id)
         except SagaActionRejected:
-            steps = Saga.objects.get(id=saga_id).state["steps"]
-            assert steps["schedule_shipment"]["status"] == StepStatus.SUCCEEDED, (
-                "only a saga past its pivot may refuse to compensate"
-            )
+            row = Saga.objects.get(id=saga_id)
+            assert not repeat, "a repeated cancel is answered as it is, never rejected"
+            assert (
+                row.state["steps"]["schedule_shipment"]["status"] == StepStatus.SUCCEEDED
+                or row.reason_code
+            ), "only a saga past its pivot or already turning back may refuse to compensate"
             fenced_out = 0
         else:
             self.cancelled.add(saga_id)
-            fenced_out = int(uuid.UUID(saga_id) in claimed)
-        # The operator's decision bumped the fence: a worker that claimed before cannot undo it.
+            # The operator's decision bumped the fence; a repeat decided nothing and wrote nothing.
+            fenced_out = int(uuid.UUID(saga_id) in claimed and not repeat)
+        # A worker that claimed before the decision cannot undo it.
         if claimed:
             assert store.process("worker-1", claimed) == len(claimed) - fenced_out
 
     @precondition(lambda self: bool(self.orders))
     @rule(saga=st.integers(min_value=0))
     def operator_retries(self, saga: int) -> None:
-        retry_saga(saga_id=pick(list(self.orders), saga))
+        saga_id = pick(list(self.orders), saga)
+        stuck = Saga.objects.get(id=saga_id).status == SagaStatus.STUCK
+        try:
+            retry_saga(saga_id=saga_id)
+        except SagaActionRejected:
+            assert not stuck, "a stuck saga can always be retried"
 
     # --- the network ---
 

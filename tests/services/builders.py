@@ -3,46 +3,43 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from inventory import services as inventory_services
 from inventory.models import Product
+from orders.saga import CardSummary, OrderSagaData, OrderSagaLine, ShippingAddress
 from payments import services as payment_services
+from payments import testcards
 from sagas.messages import Command, Reply
-
-OK_CARD = "4242424242424242"
+from storefront.samples import address
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def order_data(**changes: Any) -> OrderSagaData:
+    """The order saga's data for one line of 2 x SKU-1 at 12.50, with `changes`."""
+    data = OrderSagaData(
+        order_id=uuid.uuid4(),
+        user_id=7,
+        lines=(OrderSagaLine("SKU-1", 2, Decimal("12.50")),),
+        total=Decimal("25.00"),
+        currency="EUR",
+        payment_token="pm_unknown",
+        card=CardSummary("visa", "4242"),
+        shipping_address=ShippingAddress(**address()),
+    )
+    return replace(data, **changes)
+
+
 def order_payload(**overrides: Any) -> dict[str, Any]:
-    """The order saga's data, as every service command carries it."""
-    payload: dict[str, Any] = {
-        "order_id": new_id(),
-        "user_id": 7,
-        "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"}],
-        "total": "25.00",
-        "currency": "EUR",
-        "payment_token": "pm_unknown",
-        "shipping_address": address(),
-    }
-    payload.update(overrides)
-    return payload
-
-
-def address(**overrides: Any) -> dict[str, str]:
-    return {
-        "name": "Ada Lovelace",
-        "line1": "1 rue de la Paix",
-        "city": "Paris",
-        "postal_code": "75002",
-        "country": "FR",
-        **overrides,
-    }
+    """The order saga's data as every service command carries it: JSON, where `overrides` may
+    put values the typed data would never hold."""
+    return {**order_data().to_json(), **overrides}
 
 
 def command(
@@ -90,7 +87,7 @@ def available(sku: str) -> int:
     return Product.objects.get(sku=sku).available
 
 
-def card_token(number: str = OK_CARD) -> str:
+def card_token(number: str = testcards.OK) -> str:
     return payment_services.tokenize_card(
         number=number, exp_month=12, exp_year=date.today().year + 2, cvc="123"
     ).token

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from django.db.models import Sum
 
-from payments import messages
+from payments import messages, testcards
 from payments.exceptions import InvalidCard, ProcessorUnavailable
 from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
 from payments.services import tokenize_card
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 STEP = "charge_payment"
 
 
-def charge_command(number: str = "4242424242424242", **payload: object) -> Command:
+def charge_command(number: str = testcards.OK, **payload: object) -> Command:
     return command(
         messages.CHARGE, STEP, payload=order_payload(payment_token=card_token(number), **payload)
     )
@@ -77,7 +77,10 @@ def test_refund_twice_refunds_once_and_nets_to_zero() -> None:
 
 @pytest.mark.parametrize(
     ("number", "code"),
-    [("4000000000000002", "payment_declined"), ("4000000000009995", "insufficient_funds")],
+    [
+        (testcards.DECLINED, "payment_declined"),
+        (testcards.INSUFFICIENT_FUNDS, "insufficient_funds"),
+    ],
 )
 def test_a_refused_card_charges_nothing_and_repeats_the_refusal(number: str, code: str) -> None:
     sent = charge_command(number)
@@ -100,7 +103,7 @@ def test_an_unknown_token_is_declined() -> None:
 
 
 def test_refund_after_a_refusal_has_nothing_to_undo() -> None:
-    sent = charge_command("4000000000000002")
+    sent = charge_command(testcards.DECLINED)
     perform(sent)
 
     reply = perform(undo(sent, messages.REFUND))
@@ -111,7 +114,7 @@ def test_refund_after_a_refusal_has_nothing_to_undo() -> None:
 
 
 def test_a_processing_error_is_a_fault_that_stores_nothing() -> None:
-    sent = charge_command("4000000000000119")
+    sent = charge_command(testcards.PROCESSING_ERROR)
 
     with pytest.raises(ProcessorUnavailable):
         perform(sent)
@@ -121,7 +124,7 @@ def test_a_processing_error_is_a_fault_that_stores_nothing() -> None:
 
 
 def test_the_same_key_succeeds_once_the_processor_recovers() -> None:
-    sent = charge_command("4000000000000119")
+    sent = charge_command(testcards.PROCESSING_ERROR)
     with pytest.raises(ProcessorUnavailable):
         perform(sent)
     PaymentMethod.objects.update(behaviour=PaymentMethod.Behaviour.OK)

@@ -6,7 +6,8 @@ from sagas.messages import Command
 from sagas.participant import perform
 from shipping import messages
 from shipping.models import Shipment, ShippingStepRecord
-from tests.services.builders import address, again, command, essence, order_payload, undo
+from storefront.samples import address
+from tests.services.builders import again, command, essence, order_payload, undo
 
 pytestmark = pytest.mark.django_db
 

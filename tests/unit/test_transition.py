@@ -294,19 +294,87 @@ def test_cancel_is_idempotent_and_refused_once_completed() -> None:
     run = Run().started()
     first = run.feed(Cancel())
     assert len(first.sends) == 3
-    assert run.feed(Cancel()).sends == []
+    again = run.feed(Cancel())
+    assert (again.sends, again.log, again.rejected) == ([], [], "")
     done = Run().at_pivot()
     done.ok("schedule_shipment")
     done.ok("approve_order")
     assert done.feed(Cancel()).rejected == "the saga is already completed"
 
 
-def test_resume_of_a_saga_that_is_not_stuck_changes_nothing() -> None:
+def test_cancelling_a_saga_an_operator_cancelled_repeats_even_once_it_has_failed() -> None:
+    run = Run().started()
+    run.feed(Cancel())
+    for name in FIRST:
+        run.ok(name, compensation=True)
+    assert run.state.status is SagaStatus.FAILED
+    before = run.state.to_json()
+    decision = run.feed(Cancel())
+    assert (decision.sends, decision.log, decision.rejected) == ([], [], "")
+    assert run.state.to_json() == before
+
+
+def test_cancelling_a_saga_turning_back_for_another_reason_is_rejected() -> None:
+    run = Run().started()
+    run.refuse("charge_payment", "payment_declined")
+    before = run.state.to_json()
+    assert run.feed(Cancel()).rejected == "the saga is already turning back (payment_declined)"
+    assert run.state.to_json() == before
+    run.ok("create_order", compensation=True)
+    run.ok("reserve_stock", compensation=True)
+    assert run.state.status is SagaStatus.FAILED
+    assert run.feed(Cancel()).rejected == "the saga has already failed (payment_declined)"
+
+
+def test_resuming_a_saga_that_was_never_stuck_is_rejected_and_changes_nothing() -> None:
     run = Run().started()
     before = run.state.to_json()
     decision = run.feed(Resume())
-    assert decision.sends == [] and not decision.rejected
+    assert decision.rejected == "the saga is pending, not stuck: nothing to retry"
+    assert (decision.sends, decision.log) == ([], [])
     assert run.state.to_json() == before
+
+
+def test_resuming_a_finished_saga_is_rejected() -> None:
+    run = Run().at_pivot()
+    run.ok("schedule_shipment")
+    run.ok("approve_order")
+    assert run.feed(Resume()).rejected == "the saga is completed, not stuck: nothing to retry"
+
+
+def stuck_past_the_pivot() -> Run:
+    run = Run().at_pivot()
+    run.ok("schedule_shipment")
+    for attempt in (1, 2, 3):
+        if attempt > 1:
+            run.feed(Tick(), at=run.state.steps["approve_order"].due)
+        run.fault("approve_order", attempt)
+    assert run.state.status is SagaStatus.STUCK
+    return run
+
+
+def test_resuming_again_while_the_resumed_saga_is_in_flight_repeats_then_is_rejected_once_done() -> (
+    None
+):
+    run = stuck_past_the_pivot()
+    assert sends(run.feed(Resume())) == [("approve_order", False, 4)]
+    before = run.state.to_json()
+    again = run.feed(Resume())
+    assert (again.sends, again.log, again.rejected) == ([], [], "")
+    assert run.state.to_json() == before
+    run.ok("approve_order", attempt=4)
+    assert run.feed(Resume()).rejected == "the saga is completed, not stuck: nothing to retry"
+
+
+def test_resuming_a_stuck_saga_with_no_stalled_step_settles_its_status_again() -> None:
+    """The store parks a saga it could not process as stuck; a resume puts it back to work."""
+    run = Run().started()
+    run.ok("create_order")
+    run.state.status = SagaStatus.STUCK
+    decision = run.feed(Resume())
+    assert not decision.rejected
+    assert run.state.status is SagaStatus.RUNNING
+    assert [e.kind for e in decision.log] == ["saga_running"]
 
 
 def test_state_survives_a_json_round_trip() -> None:
@@ -322,14 +390,27 @@ def test_state_survives_a_json_round_trip() -> None:
         ((Step("a", "x.a", "x.b"), Step("a", "x.c", "x.d")), "duplicate"),
         ((Step("b", "x.a", "x.b", ("a",)),), "must be listed before"),
         (
+            (Step("a", "x.a", "x.b", ("b",)), Step("b", "x.c", "x.d", ("a",))),
+            "must be listed before",
+        ),
+        (
+            (Step("a", "x.a", "x.b", kind=StepKind.PIVOT), Step("b", "x.c", kind=StepKind.PIVOT)),
+            "at most one pivot",
+        ),
+        (
             (Step("a", "x.a", "x.b"), Step("r", "x.r", None, ("a",), StepKind.RETRIABLE)),
             "follow the pivot",
         ),
     ],
 )
-def test_invalid_definitions_are_refused(steps: tuple[Step, ...], error: str) -> None:
-    with pytest.raises(ValueError, match=error):
-        SagaDefinition("bad", steps)
+def test_invalid_definitions_name_the_rule_they_break(steps: tuple[Step, ...], error: str) -> None:
+    problems = SagaDefinition("bad", steps).problems()
+    assert len(problems) == 1
+    assert error in problems[0]
+
+
+def test_a_valid_definition_has_no_problems() -> None:
+    assert DEF.problems() == []
 
 
 def test_backoff_grows_is_capped_and_jitters_within_bounds() -> None:

@@ -117,16 +117,20 @@ class Command(BaseCommand):
         self.stdout.write(f"{count} finished saga(s) purged")
 
     def _each(self, saga_ids: list[str], action: Any) -> None:
-        failed = 0
+        """Act on each saga; an action refused for any of them exits non-zero, saying why."""
+        refused = []
         for saga_id in saga_ids:
             try:
                 saga = action(saga_id)
-                self.stdout.write(f"{saga.id}: {saga.status}")
             except SagaError as exc:
-                failed += 1
-                self.stderr.write(f"{saga_id}: {exc}")
-        if failed:
-            raise CommandError(f"{failed} of {len(saga_ids)} saga(s) could not be changed")
+                refused.append(f"  {saga_id}: {exc}")
+            else:
+                self.stdout.write(f"{saga.id}: {saga.status}")
+        if refused:
+            raise CommandError(
+                f"{len(refused)} of {len(saga_ids)} saga(s) could not be changed:\n"
+                + "\n".join(refused)
+            )
 
     def _get(self, saga_id: str) -> Saga:
         try:
