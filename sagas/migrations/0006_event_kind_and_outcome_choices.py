@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sagas', '0004_status_choices'),
+        ('sagas', '0005_heartbeat'),
     ]
 
     operations = [
