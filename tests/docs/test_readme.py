@@ -19,6 +19,12 @@ BASE = Path(settings.BASE_DIR)
 README = (BASE / "README.md").read_text()
 
 
+def section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, re.MULTILINE | re.DOTALL)
+    assert match, f"no section {title!r} in the README"
+    return match.group(1)
+
+
 def test_the_curl_example_makes_its_idempotency_key_with_python3_alone(tmp_path: Path) -> None:
     # A fresh Debian has no uuidgen: an empty key would be dropped silently by the server.
     match = re.search(r'"Idempotency-Key: \$\((.*)\)"', README)
@@ -51,3 +57,22 @@ def test_the_readme_names_the_pivot_as_the_step_that_refuses_antarctica() -> Non
     explanation = " ".join(said.group(1).split())
     assert "pivot, `schedule_shipment`, is refused" in explanation
     assert "before the pivot fails" not in README
+
+
+def test_the_operator_commands_use_the_virtualenv_make_run_creates() -> None:
+    block = re.search(r"```sh\n(.*?)```", section("Operating it"), re.DOTALL)
+    assert block
+    commands = [line for line in block.group(1).splitlines() if line.strip()]
+
+    assert commands
+    assert all(line.startswith(".venv/bin/python manage.py ") for line in commands), commands
+
+
+def test_the_env_example_lists_every_variable_of_the_configuration_table() -> None:
+    documented = set(re.findall(r"^\| `([A-Z_]+)`", section("Configuration"), re.MULTILINE))
+    documented |= {"PORT", "HOST", "DEMO_ADMIN_PASSWORD", "DEMO_USER_PASSWORD"}  # paired rows
+    example = (BASE / ".env.example").read_text()
+
+    assert "SECRET_KEY" in documented
+    missing = sorted(name for name in documented if not re.search(rf"\b{name}=", example))
+    assert missing == []
