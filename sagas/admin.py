@@ -60,14 +60,16 @@ class EventRow:
 
 
 def step_rows(saga: Saga, events: list[SagaEvent]) -> list[StepRow]:
-    """The step log (`saga.state`), with each step's kind from its definition and its duration
-    from the timeline."""
+    """The step log (`saga.state`) in the definition's order, with each step's kind from the
+    definition and its duration from the timeline."""
     try:
         kinds = {step.name: step.kind.value for step in registry.definition(saga.type).steps}
-    except LookupError:  # a saga type no longer registered still shows
+    except LookupError:  # a saga type no longer registered still shows, in the stored order
         kinds = {}
+    logged = saga.state["steps"]
     rows = []
-    for name, step in saga.state["steps"].items():
+    for name in [*(n for n in kinds if n in logged), *(n for n in logged if n not in kinds)]:
+        step = logged[name]
         mine = [event for event in events if event.step == name]
         sent = [event.at for event in mine if event.kind == "step_sent"]
         ends = [event.at for event in mine if event.kind == STEP_ENDS.get(step["status"])]
