@@ -113,6 +113,7 @@ def kill_cluster_processes() -> None:
             break
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 POLL_SECONDS = 0.1
 # A signal sent to the whole process group kills the sentinel as it reaches this process: give
 # our handler this long before taking a dead sentinel for a crash.
@@ -135,7 +136,7 @@ class StopSignal:
         self.received: int | None = None
 
     def install(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self._record)
 
     def _record(self, signum: int, frame: object) -> None:
@@ -166,8 +167,13 @@ def run_watched(queue: str, check_every: float = 2.0) -> None:
     while stop.received is None:
         connections.close_all()
         progress.reset()
-        cluster = Cluster()
-        stop.install()  # over the handlers Cluster() installs
+        # Cluster() installs django-q2's handlers: ours go back on before a signal can reach them.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            cluster = Cluster()
+            stop.install()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         try:
             cluster.start()
         except RuntimeError:  # the sentinel died while starting
