@@ -15,7 +15,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
-run: venv
+# Local settings for the processes and for the manage.py commands typed by hand: DEBUG on and a
+# secret key of its own. Written once, never overwritten; the real environment wins over it.
+.env:
+	@printf '# Written by `make run` for local development; see .env.example. Not committed.\nDEBUG=1\nSECRET_KEY=%s\n' \
+		"$$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')" > $@
+	@echo "wrote $@ (DEBUG=1, a fresh SECRET_KEY): manage.py commands read it"
+
+# honcho --env /dev/null: honcho would let .env override the real environment; the processes
+# read it themselves, under the real environment (sagaproject/envfile.py).
+run: venv .env
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo
 	@echo ""
@@ -28,7 +37,7 @@ run: venv
 	@echo ""
 	rm -rf var/prometheus && mkdir -p var/prometheus
 	PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR=$(abspath var/prometheus) \
-		$(VENV)/bin/honcho start -c saga_worker=$(SAGA_WORKERS)
+		$(VENV)/bin/honcho --env /dev/null start -c saga_worker=$(SAGA_WORKERS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -186,8 +186,9 @@ class System:
 
     @staticmethod
     def process_env(env: dict[str, str]) -> dict[str, str]:
-        """The environment of a child process: this one's, overridden by `env`."""
-        return {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        """The environment of a child process: this one's, overridden by `env`. The child reads
+        no `.env` file (ENV_FILE empty): it sees exactly what this process sees, plus `env`."""
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "ENV_FILE": "", **env}
 
 
 def local_env(tmp: Path, secret_key: str) -> dict[str, str]:

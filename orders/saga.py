@@ -3,8 +3,9 @@ it carries.
 
 create_order, reserve_stock and charge_payment do not depend on each other (the order id is made
 up front), so they run at once. schedule_shipment is the pivot: once a shipment is booked the
-order goes forward, and approve_order is retried until it succeeds. If anything fails before the
-pivot, every step that was sent is compensated, children before parents.
+order goes forward, and approve_order is retried until it succeeds. If any step up to and
+including the pivot fails (shipping refuses the address, say), every step that was sent is
+compensated, children before parents.
 """
 
 from __future__ import annotations

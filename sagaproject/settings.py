@@ -1,4 +1,5 @@
-"""Settings, read from the environment (12-factor). Every variable is documented in the README."""
+"""Settings, read from the environment (12-factor), which a local `.env` may complete. Every
+variable is documented in the README and in .env.example."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Local defaults: the file named by ENV_FILE (the entry points name the project's `.env`, which
+# `make run` writes; see sagaproject/envfile.py) fills in the variables the environment leaves
+# unset. A variable set in the environment always wins, even an empty one.
+ENV_FILE = os.environ.get("ENV_FILE", "")
+if ENV_FILE:
+    load_dotenv(ENV_FILE, override=False)
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -36,7 +45,10 @@ if not SECRET_KEY:
     if not DEBUG:
         from django.core.exceptions import ImproperlyConfigured
 
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off. For local development, run `make run`"
+            " once (it writes a .env with DEBUG=1 and a fresh SECRET_KEY) or set DEBUG=1."
+        )
     SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on-000000000000"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")

@@ -6,6 +6,7 @@ from django.contrib.staticfiles.views import serve as serve_static
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from sagas.api.errors import no_such_endpoint
 from sagas.api.public import Metrics
 from sagas.health import healthz, readyz
 
@@ -14,6 +15,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("storefront.api.urls")),
     path("api/", include("sagas.api.urls")),
+    re_path(r"^api/", no_such_endpoint),  # after every API route: a JSON 404, DEBUG or not
     path("healthz", healthz),
     path("readyz", readyz),
     path("metrics", Metrics.as_view(), name="prometheus-django-metrics"),

@@ -1,54 +1,191 @@
-"""Operators' view of sagas: status, steps, replies waiting and the event timeline; actions call
-the same service functions as the API and the commands."""
+"""Operators' view of sagas: newest first; a saga's page reads top-down as a summary, its steps
+as a table, its event timeline to the millisecond, and the raw JSON folded away below. Actions
+call the same service functions as the API and the commands."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
-from sagas import services
+from sagas import registry, services
 from sagas.admin_kit import ReadOnlyAdmin
 from sagas.exceptions import SagaError
 from sagas.models import Saga, SagaEvent, SagaReply, WorkerHeartbeat
 
+# The event that ends each outcome of a step's latest round: its duration runs from the step's
+# first command to this event (or to its latest event while it is still in flight).
+STEP_ENDS = {
+    "succeeded": "step_succeeded",
+    "refused": "step_refused",
+    "compensated": "step_compensated",
+}
 
-class SagaEventInline(admin.TabularInline):
-    model = SagaEvent
-    fields = ("at", "kind", "step", "attempt", "detail")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ("id",)
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+def moment(at: datetime | None) -> str:
+    """A timestamp to the millisecond, in the current time zone."""
+    if at is None:
+        return "—"
+    return timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def span(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+@dataclass(frozen=True)
+class StepRow:
+    name: str
+    kind: str
+    status: str
+    attempts: int
+    compensation_attempts: int
+    error: str
+    duration: str
+
+
+@dataclass(frozen=True)
+class EventRow:
+    at: str
+    elapsed: str  # since the saga's first event
+    kind: str
+    step: str
+    attempt: int
+    detail: str
+
+
+def step_rows(saga: Saga, events: list[SagaEvent]) -> list[StepRow]:
+    """The step log (`saga.state`) in the definition's order, with each step's kind from the
+    definition and its duration from the timeline."""
+    try:
+        kinds = {step.name: step.kind.value for step in registry.definition(saga.type).steps}
+    except LookupError:  # a saga type no longer registered still shows, in the stored order
+        kinds = {}
+    logged = saga.state["steps"]
+    rows = []
+    for name in [*(n for n in kinds if n in logged), *(n for n in logged if n not in kinds)]:
+        step = logged[name]
+        mine = [event for event in events if event.step == name]
+        sent = [event.at for event in mine if event.kind == "step_sent"]
+        ends = [event.at for event in mine if event.kind == STEP_ENDS.get(step["status"])]
+        end = ends[-1] if ends else (mine[-1].at if mine else None)
+        status = step["status"] + (" (stalled)" if step.get("stalled") else "")
+        rows.append(
+            StepRow(
+                name=name,
+                kind=kinds.get(name, ""),
+                status=status,
+                attempts=step["attempts"],
+                compensation_attempts=step["compensation_attempts"],
+                error=step.get("error", ""),
+                duration=span((end - sent[0]).total_seconds()) if sent and end else "—",
+            )
+        )
+    return rows
+
+
+def event_rows(events: list[SagaEvent]) -> list[EventRow]:
+    start = events[0].at if events else None
+    return [
+        EventRow(
+            at=moment(event.at),
+            elapsed=f"+{span((event.at - start).total_seconds())}" if start else "",
+            kind=event.kind,
+            step=event.step,
+            attempt=event.attempt,
+            detail=json.dumps(event.detail, sort_keys=True) if event.detail else "",
+        )
+        for event in events
+    ]
 
 
 @admin.register(Saga)
 class SagaAdmin(admin.ModelAdmin):
+    # The page itself: templates/admin/sagas/saga/change_form.html.
     list_display = (
         "id",
         "type",
         "status",
         "reason_code",
         "correlation_id",
-        "created_at",
-        "finished_at",
-        "due_at",
+        "created",
+        "finished",
+        "due",
         "lease_owner",
     )
     list_filter = ("status", "type", "reason_code")
     search_fields = ("id", "correlation_id")
-    readonly_fields = [f.name for f in Saga._meta.fields]
-    inlines = [SagaEventInline]
+    ordering = ("-created_at",)
+    fields = (
+        "id",
+        "type",
+        "status",
+        "reason",
+        "correlation_id",
+        "owner_id",
+        "created",
+        "updated",
+        "finished",
+        "due",
+        "lease",
+        "fence",
+    )
+    readonly_fields = fields
     actions = ["retry", "compensate"]
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(ordering="created_at")
+    def created(self, saga: Saga) -> str:
+        return moment(saga.created_at)
+
+    @admin.display(ordering="updated_at")
+    def updated(self, saga: Saga) -> str:
+        return moment(saga.updated_at)
+
+    @admin.display(ordering="finished_at")
+    def finished(self, saga: Saga) -> str:
+        return moment(saga.finished_at)
+
+    @admin.display(ordering="due_at")
+    def due(self, saga: Saga) -> str:
+        return moment(saga.due_at)
+
+    @admin.display()
+    def reason(self, saga: Saga) -> str:
+        return f"{saga.reason_code}: {saga.reason_message}" if saga.reason_code else "—"
+
+    @admin.display()
+    def lease(self, saga: Saga) -> str:
+        return f"{saga.lease_owner} until {moment(saga.lease_until)}" if saga.lease_owner else "—"
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Saga | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            events = list(SagaEvent.objects.filter(saga=obj).order_by("id"))
+            context.update(
+                saga_steps=step_rows(obj, events),
+                saga_events=event_rows(events),
+                saga_timezone=timezone.get_current_timezone_name(),
+                saga_data=json.dumps(obj.data, indent=2, sort_keys=True),
+                saga_state=json.dumps(obj.state, indent=2),
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.action(description="Retry stalled steps of the selected sagas")
     def retry(self, request: HttpRequest, queryset: QuerySet[Saga]) -> None:

@@ -7,7 +7,8 @@ forever: the sentinel respawns the process, but the cluster never moves again (u
 The watchdog sees this from outside: work is waiting in its queue, or tasks keep running, yet no
 task has been acknowledged for a while. It then kills the whole cluster and starts a fresh one.
 Nothing is lost: unacknowledged tasks are delivered again after `retry`, and every command is
-idempotent.
+idempotent. A stop signal (SIGTERM, SIGINT) stops the cluster and is never taken for a crash
+(see StopSignal).
 
 The watchdog also beats for its cluster (sagas.heartbeat), and only while the cluster is healthy:
 acknowledging tasks, or idle with nothing waiting. A wedged cluster stops beating before the
@@ -23,6 +24,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -127,9 +129,50 @@ def beat_for(heart: Heart) -> None:
         connections.close_all()
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+POLL_SECONDS = 0.1
+# A signal sent to the whole process group kills the sentinel as it reaches this process: give
+# our handler this long before taking a dead sentinel for a crash.
+SIGNAL_GRACE_SECONDS = 1.0
+
+
+class StopSignal:
+    """SIGTERM or SIGINT, remembered for the watch loop.
+
+    django-q2's own handler (Cluster.sig_handler) stops the cluster inside the handler: it sets
+    the stop event and joins the sentinel. When the signal goes to the whole process group, as
+    honcho's and systemd's do, the sentinel (SIGTERM at its default) dies at the same moment,
+    and then either the handler finds it dead and returns without a word, so the watchdog takes
+    the death for a crash and restarts the cluster, or it blocks for good in the stop event's
+    `set()`, which waits for the dead sentinel to acknowledge the wake-up. This handler only
+    records the signal; the loop does the stopping, with bounded waits.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._record)
+
+    def _record(self, signum: int, frame: object) -> None:
+        self.received = signum
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True as soon as a stop signal has arrived."""
+        deadline = time.monotonic() + seconds
+        while self.received is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(POLL_SECONDS, remaining))
+        return True
+
+
 def run_watched(queue: str, check_every: float = 2.0) -> None:
     """Run a django-q2 cluster for `queue` until SIGTERM/SIGINT, restarting it if it wedges
-    or if its sentinel dies. Beats for the cluster while it is healthy."""
+    or if its sentinel dies. A stop signal never leads to a restart. Beats for the cluster
+    while it is healthy."""
     global progress
     # Orphans of a killed sentinel become our children, so they can be found and stopped.
     with contextlib.suppress(OSError, AttributeError):
@@ -137,38 +180,78 @@ def run_watched(queue: str, check_every: float = 2.0) -> None:
     progress = Progress.new()
     limit = stall_seconds()
     heart = Heart(HeartbeatRole.CLUSTER, queue=queue)
-    while True:
+    stop = StopSignal()
+    stop.install()
+    while stop.received is None:
         connections.close_all()  # never carry a connection into the fork of a new cluster
         progress.reset()
-        cluster = Cluster()
-        cluster.start()
-        while cluster.sentinel is not None and cluster.sentinel.is_alive():
-            time.sleep(check_every)
-            if cluster.stop_event is None:  # stopping on a signal
-                break
-            if stalled(queue, progress, limit):
-                log.critical(
-                    "cluster wedged: no task acknowledged for %.0f s; restarting it",
-                    time.time() - progress.acknowledged.value,
-                    extra={"queue": queue},
-                )
-                break
-            # The stall rule on a window of two beats: beat only while tasks are acknowledged,
-            # or while idle with nothing waiting.
-            if not heart.seconds_until_due() and not stalled(queue, progress, 2 * heart.every):
-                beat_for(heart)
-        else:
-            if (
-                cluster.stop_event is None
-                or cluster.sentinel is None
-                or (cluster.sentinel.exitcode == 0)
-            ):
-                return  # a clean stop
-            log.critical(
-                "cluster sentinel died (exit %s); restarting the cluster",
-                cluster.sentinel.exitcode,
-                extra={"queue": queue},
-            )
-        if cluster.stop_event is None:
+        # Cluster() installs django-q2's handlers: ours go back on before a signal can reach them.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            cluster = Cluster()
+            stop.install()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        try:
+            cluster.start()
+        except RuntimeError:  # the sentinel died while starting
+            if stop.received is None:
+                raise
+        trouble = watch(cluster, queue, stop, limit, check_every, heart)
+        if trouble is None:
+            log.info("stopping the cluster on a signal", extra={"queue": queue})
+            stop_cluster(cluster)
             return
+        log.critical("%s; restarting the cluster", trouble, extra={"queue": queue})
         kill_cluster_processes()
+
+
+def watch(
+    cluster: Cluster,
+    queue: str,
+    stop: StopSignal,
+    limit: float,
+    check_every: float,
+    heart: Heart | None = None,
+) -> str | None:
+    """Wait for a stop signal (None) or for a reason to restart the cluster (returned); beat
+    for the cluster meanwhile, while it is healthy."""
+    assert progress is not None
+    while not stop.wait(check_every):
+        sentinel = cluster.sentinel
+        if sentinel is None or not sentinel.is_alive():
+            if stop.wait(SIGNAL_GRACE_SECONDS):
+                return None
+            exitcode = sentinel.exitcode if sentinel is not None else None
+            return f"cluster sentinel died (exit {exitcode})"
+        if stalled(queue, progress, limit):
+            return (
+                f"cluster wedged: no task acknowledged for "
+                f"{time.time() - progress.acknowledged.value:.0f} s"
+            )
+        # The stall rule on a window of two beats: beat only while tasks are acknowledged, or
+        # while idle with nothing waiting.
+        if (
+            heart
+            and not heart.seconds_until_due()
+            and not stalled(queue, progress, 2 * heart.every)
+        ):
+            beat_for(heart)
+    return None
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    """Stop the cluster after its running tasks if its sentinel lives, then make sure nothing
+    of it is left."""
+    sentinel = cluster.sentinel
+    if sentinel is not None and sentinel.is_alive() and cluster.stop_event is not None:
+        # set() waits for the sentinel to acknowledge; should it die meanwhile, that wait never
+        # ends: leave it to a daemon thread and bound ours by the sentinel's own stop.
+        threading.Thread(target=cluster.stop_event.set, daemon=True).start()
+        sentinel.join(stop_grace_seconds())
+    kill_cluster_processes()
+
+
+def stop_grace_seconds() -> float:
+    """How long a stopping sentinel may take: its workers finish their running task first."""
+    return (Conf.TIMEOUT or 30) + 5.0

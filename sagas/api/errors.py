@@ -1,7 +1,8 @@
 """One error shape for every API error: {"code", "message", "fields"?}, with stable codes.
 
 `exception_handler` is DRF's one handler; the `handler*` views give Django-level errors on /api/
-paths (unknown URL, a crash outside a view, a body too large) the same shape.
+paths (a crash outside a view, a body too large) the same shape, and `no_such_endpoint`, the last
+/api/ route, answers an unknown API URL in it whether DEBUG is on or off.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, get_urlconf, resolve
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
@@ -143,6 +146,30 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
     if not _is_api(request):
         return defaults.page_not_found(request, exception)
     return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+@csrf_exempt  # it changes nothing; a CSRF refusal would answer Django's HTML 403 instead
+def no_such_endpoint(request: HttpRequest) -> HttpResponse:
+    """The last route under /api/: what no API route matched.
+
+    With DEBUG on, Django answers an unmatched URL with its HTML debug page and never calls
+    handler404; matching every leftover /api/ path here keeps the API's error shape in both
+    modes. It also stands in for APPEND_SLASH's redirect, which cannot carry a POST body: the
+    message names the URL with its slash.
+    """
+    with_slash = f"{request.path_info}/"
+    if not request.path_info.endswith("/") and _routed(with_slash):
+        message = f"Not found. The endpoint is {with_slash} (with the trailing slash)."
+    else:
+        message = "Not found."
+    return JsonResponse(error_body("not_found", message), status=404)
+
+
+def _routed(path: str) -> bool:
+    try:
+        return resolve(path, get_urlconf()).func is not no_such_endpoint
+    except Resolver404:
+        return False
 
 
 def handler500(request: HttpRequest) -> HttpResponse:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import RequestDataTooBig
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from pytest_django.fixtures import Settings
 
 from sagas.api import errors
@@ -26,21 +26,54 @@ def assert_error_shape(answer: Any, status: int, code: str) -> None:
     assert isinstance(body["message"], str) and body["message"]
 
 
-def test_an_unknown_api_path_is_a_json_404() -> None:
-    assert_error_shape(client_for(user()).get("/api/nothing-here/"), 404, "not_found")
+# Django answers a URL no route matches with its HTML debug page when DEBUG is on (`make run`),
+# without calling handler404: the API's shape must hold in both modes.
+both_debug_modes = pytest.mark.parametrize("debug", [False, True], ids=["debug_off", "debug_on"])
 
 
-def test_a_malformed_id_in_an_api_path_is_a_json_404() -> None:
+@both_debug_modes
+def test_an_unknown_api_path_is_a_json_404(settings: Settings, debug: bool) -> None:
+    settings.DEBUG = debug
+    client = client_for(user())
+
+    assert_error_shape(client.get("/api/nothing-here/"), 404, "not_found")
+    assert_error_shape(client.get("/api/nope/"), 404, "not_found")
+    assert_error_shape(client.post("/api/nope/", {}), 404, "not_found")
+    signed_in = Client(enforce_csrf_checks=True)  # a browser session without a CSRF token
+    signed_in.force_login(user())
+    assert_error_shape(signed_in.post("/api/nope/", {}), 404, "not_found")
+    assert_error_shape(client.get("/api/"), 404, "not_found")
+
+
+@both_debug_modes
+def test_a_malformed_id_in_an_api_path_is_a_json_404(settings: Settings, debug: bool) -> None:
+    settings.DEBUG = debug
+
     assert_error_shape(client_for(user()).get("/api/orders/not-a-uuid/"), 404, "not_found")
     staff = client_for(user(staff=True))
     assert_error_shape(staff.post("/api/sagas/42/compensate/"), 404, "not_found")
 
 
-def test_a_404_outside_the_api_stays_html() -> None:
+@both_debug_modes
+def test_an_api_path_missing_its_slash_is_a_json_404_naming_the_right_one(
+    settings: Settings, debug: bool
+) -> None:
+    settings.DEBUG = debug
+
+    answer = client_for(user()).post("/api/orders", {})
+
+    assert_error_shape(answer, 404, "not_found")
+    assert "/api/orders/" in answer.json()["message"]
+
+
+@both_debug_modes
+def test_a_404_outside_the_api_stays_html(settings: Settings, debug: bool) -> None:
+    settings.DEBUG = debug
+
     answer = client_for(user()).get("/not-the-api/")
 
     assert answer.status_code == 404
-    assert not answer["Content-Type"].startswith("application/json")
+    assert answer["Content-Type"].startswith("text/html")
 
 
 def test_an_unsupported_method_is_a_405_in_the_error_shape() -> None:

@@ -4,6 +4,9 @@ helpers they rest on (fault specs, the cluster watchdog's stall rule)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -205,6 +208,47 @@ def test_the_watchdog_sees_work_waiting_or_tasks_running_without_acknowledgement
     assert cluster.stalled("payments", progress(60, 60), limit=10)  # work waits, nobody takes it
     monkeypatch.setattr(cluster, "claimable_waiting", lambda queue, older_than: False)
     assert cluster.stalled("payments", progress(1, 30), limit=10)  # monitor wedged: no acks
+
+
+def dead_cluster(exitcode: int) -> Any:
+    sentinel = SimpleNamespace(is_alive=lambda: False, exitcode=exitcode)
+    return SimpleNamespace(sentinel=sentinel, stop_event=None)
+
+
+def test_the_watchdog_takes_a_sentinel_killed_with_its_process_group_for_a_stop(
+    monkeypatch: Any,
+) -> None:
+    # honcho and systemd signal the whole group: the sentinel may die before our handler runs.
+    monkeypatch.setattr(cluster, "progress", progress(1, 1))
+    stop = cluster.StopSignal()
+    threading.Timer(0.2, lambda: setattr(stop, "received", signal.SIGTERM)).start()
+
+    trouble = cluster.watch(dead_cluster(-signal.SIGTERM), "orders", stop, 10, check_every=0.05)
+
+    assert trouble is None
+
+
+def test_the_watchdog_restarts_a_cluster_whose_sentinel_died_on_its_own(monkeypatch: Any) -> None:
+    monkeypatch.setattr(cluster, "progress", progress(1, 1))
+
+    trouble = cluster.watch(
+        dead_cluster(-signal.SIGKILL), "orders", cluster.StopSignal(), 10, check_every=0.05
+    )
+
+    assert trouble == "cluster sentinel died (exit -9)"
+
+
+def test_the_watchdogs_signal_handler_only_records_the_signal() -> None:
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    stop = cluster.StopSignal()
+    try:
+        stop.install()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(1.0)
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert stop.received == signal.SIGTERM
 
 
 def test_metrics_report_sagas_by_status_queue_depth_and_failed_tasks() -> None:

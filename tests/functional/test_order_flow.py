@@ -84,7 +84,7 @@ def test_a_failing_order_ends_failed_with_its_reason_and_every_effect_undone(
     if reason == "service_unavailable":
         assert steps["charge_payment"]["attempts"] == 4  # SAGA_MAX_ATTEMPTS in the harness
     if reason == "shipping_unavailable":
-        # The last step failed, so every earlier step was compensated.
+        # The pivot was refused, so the three steps before it were compensated.
         assert [
             steps[n]["status"] for n in ("create_order", "reserve_stock", "charge_payment")
         ] == ["compensated"] * 3
