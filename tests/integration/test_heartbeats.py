@@ -8,7 +8,7 @@ import os
 import re
 from datetime import timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.db import connection
@@ -17,6 +17,7 @@ from django.test import Client
 
 from sagas import cluster, heartbeat
 from sagas.config import saga_config
+from sagas.heartbeat import Heart
 from sagas.models import HeartbeatRole, WorkerHeartbeat
 from sagas.worker import SagaWorker
 
@@ -174,14 +175,8 @@ class FakeSentinel:
 class FakeCluster:
     """A django-q2 cluster whose sentinel lives for a given number of watchdog checks."""
 
-    lives = [4, 0]
-
-    def __init__(self) -> None:
-        self.sentinel: FakeSentinel | None = None
-        self.stop_event: object | None = None
-
-    def start(self) -> None:
-        self.sentinel, self.stop_event = FakeSentinel(self.lives.pop(0)), object()
+    def __init__(self, checks: int) -> None:
+        self.sentinel, self.stop_event = FakeSentinel(checks), object()
 
 
 class CountingHeart:
@@ -199,21 +194,12 @@ class CountingHeart:
 
 
 def test_the_watchdog_beats_only_while_its_cluster_acknowledges_or_idles(monkeypatch: Any) -> None:
-    hearts: list[CountingHeart] = []
-
-    def new_heart(*args: Any, **kwargs: Any) -> CountingHeart:
-        hearts.append(CountingHeart())
-        return hearts[-1]
-
-    monkeypatch.setattr(cluster, "Heart", new_heart)
-    monkeypatch.setattr(cluster, "progress", None)  # run_watched sets it; restored afterwards
-    monkeypatch.setattr(cluster, "Cluster", FakeCluster)
-    monkeypatch.setattr(cluster, "kill_cluster_processes", lambda: None)
-    monkeypatch.setattr(cluster.ctypes, "CDLL", lambda name: SimpleNamespace())  # no subreaper
+    monkeypatch.setattr(cluster, "progress", cluster.Progress.new())
+    heart = CountingHeart()
     limit = cluster.stall_seconds()
-    # Checks 1-4 of the first cluster: the stall rule on the beat window (two beats) says
-    # healthy, wedged (work waits, nothing acknowledged), wedged, healthy; on the restart window
-    # the cluster is wedged at the fourth check, so it is restarted without a beat.
+    # Checks 1-4: the stall rule on the beat window (two beats) says healthy, wedged (work
+    # waits, nothing acknowledged), wedged, and at the fourth check the restart window says
+    # wedged too, so the cluster is given up without a beat.
     beat_window = iter([False, True, True])
     restart_window = iter([False, False, False, True])
 
@@ -222,8 +208,9 @@ def test_the_watchdog_beats_only_while_its_cluster_acknowledges_or_idles(monkeyp
         return next(restart_window if window == limit else beat_window)
 
     monkeypatch.setattr(cluster, "stalled", stalled)
-    FakeCluster.lives = [4, 0]
+    wedged = FakeCluster(checks=10)
 
-    cluster.run_watched("payments", check_every=0)
+    trouble = cluster.watch(wedged, "payments", cluster.StopSignal(), limit, 0, cast(Heart, heart))
 
-    assert [heart.beats for heart in hearts] == [1]
+    assert trouble is not None and trouble.startswith("cluster wedged")
+    assert heart.beats == 1
