@@ -18,6 +18,7 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -153,6 +154,9 @@ class Command(BaseCommand):
         argv += spec.argv()
         argv += [f"--{n.replace('_', '-')}={options[n]}" for n in (*SYSTEM_COUNTS, "warmup")]
         with scratch_database(settings.DATABASE_URL, tmp, "saga_bench", options["keep"]) as db:
+            if db["DATABASE_URL"]:
+                kept = " (kept)" if options["keep"] else ""
+                say(f"{spec.label}: database {urlsplit(db['DATABASE_URL']).path[1:]}{kept}")
             done = subprocess.run(
                 argv,
                 env=System.process_env({**db, **env}),
@@ -198,6 +202,10 @@ class Command(BaseCommand):
         )
         try:
             system.start()
+            say(
+                f"{spec.label}: pids (for py-spy) "
+                + ", ".join(f"{p.name} {p.pid}" for p in system.procs)
+            )
             run = measure(
                 system,
                 spec,
