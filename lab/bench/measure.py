@@ -67,30 +67,19 @@ def measure(
     }
     if on_postgresql:
         roles["postgres"] = meters.postgres_pids
-    own = meters.OwnStatements()
-    xacts_start, wal_start, xacts = (0, 0), "", None
-    with own.counting():
-        cpu_start = meters.sample_cpu(roles) if meters.cpu_available() else None
-        if on_postgresql:
-            xacts_start = meters.transactions(own)
-            wal_start = meters.wal_position()
-        bodies = order_bodies(spec, skus)
+    meter = meters.PhaseMeters(roles)
+    bodies = order_bodies(spec, skus)
+    with meter.phase():
         outcomes = drive(
             checkout, bodies, spec.concurrency, Progress(stream, spec.label, spec.orders)
         )
-        cpu_end = meters.sample_cpu(roles) if cpu_start is not None else None
-        wal_bytes = meters.wal_bytes_since(wal_start) if on_postgresql else None
-        # Stopped, every backend of the system flushes its statistics as it exits.
-        system.stop()
-        if on_postgresql:
-            meters.wait_for_other_backends_to_leave()
-            xacts_end = meters.transactions(own)
-            # Less this process's own statements (polls and reads) between the two readings.
-            xacts = (xacts_end[0] - xacts_start[0]) - (xacts_end[1] - xacts_start[1])
+        meter.last_saga_ended()
+        system.stop()  # every backend of the system flushes its statistics as it exits
+        meter.system_stopped()
 
     cpu_ms: dict[str, float | None] | None = None
-    if cpu_start is not None and cpu_end is not None:
-        cpu_ms = {"postgres": None, **meters.cpu_ms(cpu_start, cpu_end)}
+    if meter.cpu_ms is not None:
+        cpu_ms = {"postgres": None, **meter.cpu_ms}
     report = audit()  # before the ceiling, whose rows belong to no saga
     say(f"naive ceiling: {naive_orders} orders in {naive_processes} processes")
     ceiling = naive_ceiling(naive_orders, naive_processes, skus)
@@ -102,8 +91,8 @@ def measure(
         q_workers=system.q_workers,
         outcomes=outcomes,
         cpu_ms=cpu_ms,
-        xacts=xacts,
-        wal_bytes=wal_bytes,
+        xacts=meter.xacts,
+        wal_bytes=meter.wal_bytes,
         naive_ceiling=ceiling,
         violations=report.violations,
     )

@@ -131,3 +131,48 @@ def wait_for_other_backends_to_leave(timeout: float = 30) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError("sessions are still connected to the bench database after the stop")
+
+
+class PhaseMeters:
+    """The meters of one measured phase: CPU by role and WAL from its start to the end of the
+    last saga, and the system's transactions from its start to after the system stopped."""
+
+    def __init__(self, roles: Mapping[str, Pids]) -> None:
+        self.roles = roles
+        self.own = OwnStatements()
+        self.postgresql = on_postgresql()
+        self.cpu = cpu_available()
+        self._cpu_start: dict[str, int] = {}
+        self._xacts_start = (0, 0)
+        self._wal_start = ""
+        self.cpu_ms: dict[str, float] | None = None
+        self.wal_bytes: int | None = None
+        self.xacts: int | None = None
+
+    @contextmanager
+    def phase(self) -> Iterator[None]:
+        """Count this process's statements from the first reading to the last."""
+        with self.own.counting():
+            self._start()
+            yield
+
+    def _start(self) -> None:
+        if self.cpu:
+            self._cpu_start = sample_cpu(self.roles)
+        if self.postgresql:
+            self._xacts_start = transactions(self.own)
+            self._wal_start = wal_position()
+
+    def last_saga_ended(self) -> None:
+        if self.cpu:
+            self.cpu_ms = cpu_ms(self._cpu_start, sample_cpu(self.roles))
+        if self.postgresql:
+            self.wal_bytes = wal_bytes_since(self._wal_start)
+
+    def system_stopped(self) -> None:
+        """Read the transactions once every backend of the system has exited (and flushed)."""
+        if self.postgresql:
+            wait_for_other_backends_to_leave()
+            end = transactions(self.own)
+            # Less this process's own statements (its polls and readings) in between.
+            self.xacts = (end[0] - self._xacts_start[0]) - (end[1] - self._xacts_start[1])

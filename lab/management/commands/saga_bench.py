@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,7 +86,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--naive-processes", type=int, default=4, help="processes for the naive ceiling (4)"
         )
-        parser.add_argument("--keep", action="store_true", help="keep the database and logs")
+        parser.add_argument(
+            "--keep", action="store_true", help="keep the database and the logs of a passed run"
+        )
         # Internal: the measuring process of one run, against the run's own database.
         parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument("--name", default="", help=argparse.SUPPRESS)
@@ -144,7 +147,7 @@ class Command(BaseCommand):
         """Run `spec` in a measuring process of its own on a fresh database; echo its JSON line
         and return the figures (None if it printed none) and whether the run passed."""
         tmp = Path(tempfile.mkdtemp(prefix="saga_bench_"))
-        say(f"{spec.label}: a fresh database; logs in {tmp / 'logs'}")
+        say(f"{spec.label}: a fresh database; logs in {tmp / 'logs'} (kept if the run fails)")
         env = {
             **local_env(tmp, settings.SECRET_KEY),
             "ORDER_THROTTLE_RATE": "",
@@ -175,9 +178,12 @@ class Command(BaseCommand):
                 say(lines[-1])
             else:
                 self.stdout.write(lines[-1])
-        if done.returncode:
+        passed = done.returncode == 0 and result is not None
+        if not passed:
             say(f"{spec.label}: the run failed (exit {done.returncode}); logs in {tmp / 'logs'}")
-        return result, done.returncode == 0 and result is not None
+        elif not options["keep"]:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return result, passed
 
     def inside(self, spec: RunSpec, options: dict[str, Any]) -> None:
         from lab.bench.measure import measure
