@@ -50,6 +50,8 @@ test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saga
 test: venv lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# `make bench` runs the standard set; `make bench BENCH_ARGS="--orders 500 ..."` one run.
+BENCH_ARGS ?= --suite standard
 bench: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saga
 bench: venv
 	$(PY) manage.py saga_bench $(BENCH_ARGS)

@@ -9,7 +9,9 @@ class LabConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Fault injection reaches the engine only through its hook, and only when asked for.
-        from lab import faults
+        # Fault injection reaches the engine only through its hook, and the chained order saga
+        # only through the registry, and each only when its environment variable asks for it.
+        from lab import faults, sequential
 
         faults.install()
+        sequential.install()

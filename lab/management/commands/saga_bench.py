@@ -1,48 +1,83 @@
-"""`manage.py saga_bench`: measure idle latency, saga throughput and the naive ceiling.
+"""`manage.py saga_bench`: measure one configuration of the whole system end to end, or the
+standard set of them (`--suite standard`).
 
-It starts the whole system (ASGI server, saga workers, one django-q2 cluster per queue) on a
-fresh database of its own (a new PostgreSQL database beside DATABASE_URL's, or a temporary
-SQLite file), drives it over HTTP, prints the figures and drops the database.
+Each run has a fresh database of its own (a new PostgreSQL database beside DATABASE_URL's, or a
+temporary SQLite file) and a measuring process of its own, which starts the system (ASGI server,
+saga workers, one django-q2 cluster per queue), measures, stops it and drops the database. A run
+prints its figures as one JSON line, the last line on standard output; progress and notes go to
+standard error. A run whose invariant audit finds a violation fails: exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lab import bench
+from lab import sequential
+from lab.bench.report import figures, table
+from lab.bench.spec import SUITES, RunSpec, decline_rate
 from lab.system import MANAGE, System, local_env, scratch_database
 
-COUNTS = (
-    "orders",
-    "concurrency",
-    "latency_orders",
-    "saga_workers",
-    "q_workers",
-    "naive_processes",
-    "skus",
-)
+# The shape of one run; `--suite` brings its own, so these may not be given with it.
+RUN_OPTIONS = ("orders", "concurrency", "skus", "decline_rate", "direct", "sequential")
+SYSTEM_COUNTS = ("saga_workers", "q_workers", "naive_processes")
+
+
+def say(line: str) -> None:
+    """A note for the person watching, on standard error (standard output is for the figures)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 class Command(BaseCommand):
-    help = "Benchmark the order saga end to end on a fresh database and print the figures."
+    help = (
+        "Benchmark the order saga end to end on a fresh database: one run, or --suite standard. "
+        "Prints one JSON line of figures per run."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--orders", type=int, default=500, help="orders for throughput (500)")
-        parser.add_argument("--concurrency", type=int, default=20, help="client threads (20)")
+        parser.add_argument("--orders", type=int, help="orders in the measured phase (500)")
         parser.add_argument(
-            "--latency-orders",
+            "--concurrency",
             type=int,
-            default=30,
-            help="orders placed one at a time for idle latency (30)",
+            help="clients, each waiting for its saga to end before the next order (20)",
+        )
+        parser.add_argument(
+            "--skus", type=int, help="products the orders spread over (1: one hot product)"
+        )
+        parser.add_argument(
+            "--decline-rate",
+            type=decline_rate,
+            metavar="R",
+            help="share of orders paid with a declined card, 0 to 1, e.g. 0.05 (0)",
+        )
+        parser.add_argument(
+            "--direct",
+            action="store_true",
+            default=None,
+            help="place orders with the storefront's place_order in this process, not over HTTP",
+        )
+        parser.add_argument(
+            "--sequential",
+            action="store_true",
+            default=None,
+            help="run the order saga with its steps forced into a chain",
+        )
+        parser.add_argument(
+            "--suite", choices=sorted(SUITES), help="run a set of configurations instead"
+        )
+        parser.add_argument(
+            "--warmup", type=int, default=20, help="orders placed before measuring (20)"
         )
         parser.add_argument("--saga-workers", type=int, default=2, help="saga workers (2)")
         parser.add_argument(
@@ -52,84 +87,144 @@ class Command(BaseCommand):
             "--naive-processes", type=int, default=4, help="processes for the naive ceiling (4)"
         )
         parser.add_argument(
-            "--skus",
-            type=int,
-            default=1,
-            help="products the orders spread over (1: one hot product)",
+            "--keep", action="store_true", help="keep the database and the logs of a passed run"
         )
-        parser.add_argument("--keep", action="store_true", help="keep the database and logs")
-        # Internal: the measuring half, run in a process of its own against the bench database.
+        # Internal: the measuring process of one run, against the run's own database.
         parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
-        parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+        parser.add_argument("--name", default="", help=argparse.SUPPRESS)
+        parser.add_argument("--log-dir", help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for name in COUNTS:
-            if options[name] < 1:
-                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+        runs = self.checked(options)
         if options["inside"]:
-            self.measure(options)
+            self.inside(runs[0], options)
             return
-        self.fresh_database_run(options)
+        results = []
+        for number, spec in enumerate(runs, 1):
+            if len(runs) > 1:
+                say(f"run {number}/{len(runs)}: {spec.label}")
+            results.append(self.fresh_database_run(spec, options))
+        if options["suite"]:
+            self.stdout.write(table([r for r, _ in results], [s.label for s in runs]))
+        failed = [spec.label for spec, (_, ok) in zip(runs, results, strict=True) if not ok]
+        if failed:
+            raise CommandError(f"benchmark run(s) failed: {', '.join(failed)}")
 
-    def fresh_database_run(self, options: dict[str, Any]) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="saga_bench_"))
-        env = {**local_env(tmp, settings.SECRET_KEY), "ORDER_THROTTLE_RATE": ""}
-        with scratch_database(settings.DATABASE_URL, tmp, "saga_bench", options["keep"]) as db:
-            env.update(db)
-            system = System(
-                env=env,
-                log_dir=tmp / "logs",
-                saga_workers=options["saga_workers"],
-                q_workers=options["q_workers"],
-            )
-            self.stdout.write(f"preparing a fresh database; logs in {tmp / 'logs'}")
-            system.manage("migrate", "--no-input")
-            system.manage("seed_demo")
-            argv = ["saga_bench", "--inside", f"--port={system.port}"]
-            for name in COUNTS:
-                argv.append(f"--{name.replace('_', '-')}={options[name]}")
-            try:
-                system.start()
-                done = subprocess.run(
-                    [sys.executable, MANAGE, *argv], env=System.process_env(env), check=False
+    def checked(self, options: dict[str, Any]) -> list[RunSpec]:
+        """The runs asked for; raises CommandError on any bad value, before anything starts."""
+        problems = [
+            f"--{name.replace('_', '-')} must be at least 1, not {options[name]}"
+            for name in SYSTEM_COUNTS
+            if options[name] < 1
+        ]
+        if options["warmup"] < 0:
+            problems.append(f"--warmup must be 0 or more, not {options['warmup']}")
+        if options["suite"]:
+            given = [f"--{n.replace('_', '-')}" for n in RUN_OPTIONS if options[n] is not None]
+            if given:
+                problems.append(f"--suite runs its own set; leave out {', '.join(given)}")
+            runs = list(SUITES[options["suite"]])
+        else:
+            runs = [
+                RunSpec(
+                    name=options["name"],
+                    orders=500 if options["orders"] is None else options["orders"],
+                    concurrency=20 if options["concurrency"] is None else options["concurrency"],
+                    skus=1 if options["skus"] is None else options["skus"],
+                    decline_rate=options["decline_rate"] or Fraction(0),
+                    direct=bool(options["direct"]),
+                    sequential=bool(options["sequential"]),
                 )
-            finally:
-                system.stop()
-            if done.returncode:
-                raise CommandError("the benchmark failed; see the output above and the logs")
+            ]
+            problems += runs[0].problems()
+        if problems:
+            raise CommandError("; ".join(problems))
+        return runs
 
-    def measure(self, options: dict[str, Any]) -> None:
-        from rest_framework.authtoken.models import Token
-
-        from inventory.services import create_product
-
-        write = self.stdout.write
-        port = options["port"]
-        total = options["orders"] + options["latency_orders"] + options["orders"] + 10
-        skus = [f"BENCH-{uuid.uuid4().hex[:6]}-{n}" for n in range(options["skus"])]
-        for sku in skus:
-            create_product(
-                sku=sku, name="bench", price=bench.Decimal("12.50"), currency="EUR", stock=total
+    def fresh_database_run(
+        self, spec: RunSpec, options: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """Run `spec` in a measuring process of its own on a fresh database; echo its JSON line
+        and return the figures (None if it printed none) and whether the run passed."""
+        tmp = Path(tempfile.mkdtemp(prefix="saga_bench_"))
+        say(f"{spec.label}: a fresh database; logs in {tmp / 'logs'} (kept if the run fails)")
+        env = {
+            **local_env(tmp, settings.SECRET_KEY),
+            "ORDER_THROTTLE_RATE": "",
+            sequential.ENV: "1" if spec.sequential else "",
+        }
+        argv = [sys.executable, MANAGE, "saga_bench", "--inside", f"--log-dir={tmp}"]
+        argv += spec.argv()
+        argv += [f"--{n.replace('_', '-')}={options[n]}" for n in (*SYSTEM_COUNTS, "warmup")]
+        with scratch_database(settings.DATABASE_URL, tmp, "saga_bench", options["keep"]) as db:
+            if db["DATABASE_URL"]:
+                kept = " (kept)" if options["keep"] else ""
+                say(f"{spec.label}: database {urlsplit(db['DATABASE_URL']).path[1:]}{kept}")
+            done = subprocess.run(
+                argv,
+                env=System.process_env({**db, **env}),
+                stdout=subprocess.PIPE,
+                text=True,
+                check=False,
             )
-        token = Token.objects.get(user__username="demo").key
-        driver = bench.Driver(f"http://127.0.0.1:{port}", token, skus)
-        vendor = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-        write(
-            f"saga_bench on {vendor}: {options['saga_workers']} saga workers, 4 queues x "
-            f"{options['q_workers']} django-q2 workers; orders spread over {len(skus)} product(s)"
+        lines = done.stdout.splitlines()
+        for line in lines[:-1]:
+            say(line)
+        result = None
+        if lines:
+            try:
+                result = json.loads(lines[-1])
+            except json.JSONDecodeError:
+                say(lines[-1])
+            else:
+                self.stdout.write(lines[-1])
+        passed = done.returncode == 0 and result is not None
+        if not passed:
+            say(f"{spec.label}: the run failed (exit {done.returncode}); logs in {tmp / 'logs'}")
+        elif not options["keep"]:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return result, passed
+
+    def inside(self, spec: RunSpec, options: dict[str, Any]) -> None:
+        from lab.bench.measure import measure
+
+        log_dir = Path(options["log_dir"] or tempfile.mkdtemp(prefix="saga_bench_"))
+        # The rest of the system's settings come from this process's environment (set outside).
+        system = System(
+            env={},
+            log_dir=log_dir / "logs",
+            saga_workers=options["saga_workers"],
+            q_workers=options["q_workers"],
         )
-        driver.wait_finished([driver.place() for _ in range(3)], timeout=60)  # warm up
-        lat = bench.latency(driver, options["latency_orders"])
-        write(f"latency, {len(lat)} orders one at a time, submit to finish: {bench.summary(lat)}")
-        result = bench.throughput(driver, options["orders"], options["concurrency"], write)
-        write(
-            f"throughput: {result.orders} orders at concurrency {options['concurrency']} in "
-            f"{result.seconds:.2f} s = {result.per_second:.1f} orders/s "
-            f"(completed {result.completed}, failed {result.failed})"
+        system.manage("migrate", "--no-input")
+        system.manage("seed_demo")
+        say(
+            f"{spec.label}: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
+            f"{system.saga_workers} saga workers, {len(settings.SERVICE_QUEUES)} queues x "
+            f"{system.q_workers} django-q2 workers; {spec.orders} orders at concurrency "
+            f"{spec.concurrency} {'direct' if spec.direct else 'over HTTP'}, "
+            f"{'chained' if spec.sequential else 'parallel'} steps, {spec.skus} product(s), "
+            f"{spec.declined} declined"
         )
-        ceiling = bench.naive_ceiling(options["orders"], options["naive_processes"], skus)
-        write(
-            f"naive ceiling, 4 local commits per order in {options['naive_processes']} "
-            f"processes, no orchestration: {ceiling:.1f} orders/s"
-        )
-        write(f"saga throughput = {100 * result.per_second / ceiling:.1f}% of the naive ceiling")
+        try:
+            system.start()
+            say(
+                f"{spec.label}: pids (for py-spy) "
+                + ", ".join(f"{p.name} {p.pid}" for p in system.procs)
+            )
+            run = measure(
+                system,
+                spec,
+                warmup=options["warmup"],
+                naive_processes=options["naive_processes"],
+                say=say,
+                stream=sys.stderr,
+            )
+        finally:
+            system.stop()
+        result = figures(run)
+        for violation in run.violations:
+            say(f"  violation: {violation}")
+        self.stdout.write(json.dumps(result))
+        if run.violations:
+            raise CommandError(f"{len(run.violations)} invariant violation(s)")
