@@ -21,8 +21,13 @@ from sagas.core.state import SagaState, SagaStatus
 from sagas.core.transition import Input, Replied, Tick, decide
 from sagas.messages import Command, Outcome
 from sagas.models import Saga, SagaEvent, SagaReply
+from sagas.notify import notify
 
 log = logging.getLogger("sagas")
+
+# NOTIFYed by every transaction that appends events: wakes the dashboards' tailers. Those
+# transactions already NOTIFY the service queues, so this adds no commit-time lock of its own.
+EVENTS_CHANNEL = "saga_events"
 _random = random.Random()
 
 SAVED_FIELDS = [
@@ -109,6 +114,8 @@ def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) 
     Saga.objects.bulk_update(sagas, SAVED_FIELDS)
     SagaEvent.objects.bulk_create(events)
     transport.enqueue(commands)
+    if events:
+        notify(EVENTS_CHANNEL)
 
 
 def claim(worker: str, limit: int, lease_seconds: float) -> dict[uuid.UUID, int]:
