@@ -3,10 +3,11 @@
 An event's position is `(xid, id)`: the id of the transaction that wrote it, then its own id.
 Ids come from a sequence before commit, so two transactions can commit them out of order and a
 reader following `id > last` would skip the one that commits late. On PostgreSQL a read therefore
-stops below the oldest transaction still in flight (`pg_snapshot_xmin` of the reading statement's
-own snapshot): every transaction with a smaller id has ended, so the events below that horizon are
-final and a later read never adds one before a position already handed out. On SQLite writers are
-serialised, ids commit in order, `xid` is 0 and nothing waits.
+stops below the oldest transaction of this database still in flight, as the reading statement's
+own snapshot sees it (HORIZON): every transaction with a smaller id has ended, so the events below
+that horizon are final and a later read never adds one before a position already handed out. The
+wait this costs is as long as the oldest transaction writing to the database at that moment. On
+SQLite writers are serialised, ids commit in order, `xid` is 0 and nothing waits.
 
 So a client that saw everything up to position P and asks for what is after P misses nothing and
 gets nothing twice. Saga summaries and status counts ride along as they are *now* (replacing, not
@@ -125,16 +126,33 @@ class Batch:
 # --- the tail ------------------------------------------------------------------------------------
 
 
+# The horizon: events of transactions with a smaller id are final. On PostgreSQL it is the oldest
+# transaction in flight in the reading statement's own snapshot (so everything below it is
+# visible to that statement), not counting transactions that pg_stat_activity shows in another
+# database of the same server: they cannot write here, and a long one must not hold the
+# dashboard back. (A role without pg_read_all_stats does not see other users' transaction ids;
+# they then count, which is only slower.) SQLite: ids commit in order, nothing to wait for.
+HORIZON = {
+    "postgresql": """horizon AS MATERIALIZED (
+    SELECT coalesce(
+        (SELECT min(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+         WHERE xid(x) NOT IN (SELECT backend_xid FROM pg_stat_activity
+                              WHERE backend_xid IS NOT NULL AND datname <> current_database())),
+        pg_snapshot_xmax(pg_current_snapshot())::text::bigint) AS xid)""",
+    "sqlite": "horizon AS (SELECT 9223372036854775807 AS xid)",
+}
+
+
 def _dialect() -> dict[str, str]:
     if connection.vendor == "postgresql":
         return {
-            "horizon": "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            "horizon": HORIZON["postgresql"],
             "ms": "(extract(epoch FROM {})*1000)::bigint",
             "counts": "(SELECT json_object_agg(status, n) FROM"
             " (SELECT status, count(*) AS n FROM sagas_saga GROUP BY status) AS c)",
         }
     return {
-        "horizon": "9223372036854775807",  # SQLite: ids commit in order, nothing to wait for
+        "horizon": HORIZON["sqlite"],
         "ms": "CAST(ROUND((julianday({}) - 2440587.5) * 86400000.0) AS INTEGER)",
         "counts": "(SELECT json_group_object(status, n) FROM"
         " (SELECT status, count(*) AS n FROM sagas_saga GROUP BY status))",
@@ -146,16 +164,17 @@ def _tail_sql(*, counts: bool, bounded: bool) -> str:
     ms = d["ms"].format
     upper = "AND (e.xid, e.id) <= (%s, %s)" if bounded else ""
     return f"""
+WITH {d["horizon"]}
 SELECT head.counts, head.waiting, b.* FROM (
     SELECT {d["counts"] if counts else "NULL"} AS counts,
-           EXISTS (SELECT 1 FROM sagas_sagaevent WHERE xid >= {d["horizon"]}) AS waiting
+           EXISTS (SELECT 1 FROM sagas_sagaevent WHERE xid >= (SELECT xid FROM horizon)) AS waiting
 ) AS head LEFT JOIN (
     SELECT e.xid, e.id, e.saga_id, {ms("e.at")} AS at_ms, e.kind, e.step, e.attempt, e.detail,
            s.type, s.status, s.correlation_id, s.reason_code, s.reason_message,
            {ms("s.created_at")} AS created_ms, {ms("s.updated_at")} AS updated_ms,
            {ms("s.finished_at")} AS finished_ms
     FROM sagas_sagaevent e JOIN sagas_saga s ON s.id = e.saga_id
-    WHERE (e.xid, e.id) > (%s, %s) AND e.xid < {d["horizon"]} {upper}
+    WHERE (e.xid, e.id) > (%s, %s) AND e.xid < (SELECT xid FROM horizon) {upper}
     ORDER BY e.xid, e.id
     LIMIT %s
 ) AS b ON 1 = 1
@@ -193,11 +212,10 @@ def read_after(
 
 def head() -> Position:
     """The last final position: every event at or before it is committed and visible."""
-    horizon = _dialect()["horizon"]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT xid, id FROM sagas_sagaevent WHERE xid < {horizon}"
-            " ORDER BY xid DESC, id DESC LIMIT 1"
+            f"WITH {_dialect()['horizon']} SELECT xid, id FROM sagas_sagaevent"
+            " WHERE xid < (SELECT xid FROM horizon) ORDER BY xid DESC, id DESC LIMIT 1"
         )
         row = cursor.fetchone()
     return Position(row[0], row[1]) if row else START

@@ -189,13 +189,14 @@ class Tailer(threading.Thread):
         """Hand the batch to the group from the server's event loop; one at a time, in order."""
         layer = get_channel_layer()
         assert layer is not None
+        publish = layer.group_send(GROUP, batch.message())
         try:
-            sent = asyncio.run_coroutine_threadsafe(
-                layer.group_send(GROUP, batch.message()), self.loop
-            )
-            sent.result(timeout=10)
+            sent = asyncio.run_coroutine_threadsafe(publish, self.loop)
         except RuntimeError:  # the event loop is gone: the server is stopping
+            publish.close()
             return False
+        try:
+            sent.result(timeout=10)
         except Exception as exc:  # the layer failed (Redis down): consumers will read the gap
             log.warning("dashboard batch not published", extra={"error": str(exc)[:300]})
         return True
@@ -215,8 +216,7 @@ class Hub:
             self.clients += 1
             if self.tailer is not None and self.tailer.loop is not loop:
                 self.tailer.stopping.set()  # a new event loop (tests): start afresh
-                self.tailer = None
-            if self.tailer is None:
+            if self.tailer is None or self.tailer.stopping.is_set():  # none, or one on its way out
                 config = dashboard_config()
                 leadership: Leadership = (
                     RedisLease(config.redis_url) if config.redis_url else EveryProcess()

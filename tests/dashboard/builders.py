@@ -69,14 +69,15 @@ def in_another_process(*args: str) -> str:
     return done.stdout
 
 
-def raw_connection() -> psycopg.Connection[Any]:
-    """A connection of its own to the test database (PostgreSQL), outside Django's."""
+def raw_connection(dbname: str = "") -> psycopg.Connection[Any]:
+    """A connection of its own to the test database (PostgreSQL), outside Django's, or to
+    another database of the same server."""
     db = connection.settings_dict
     return psycopg.connect(
         host=db["HOST"] or "127.0.0.1",
         port=db["PORT"] or 5432,
         user=db["USER"],
-        dbname=db["NAME"],
+        dbname=dbname or db["NAME"],
         password=db["PASSWORD"] or None,
     )
 

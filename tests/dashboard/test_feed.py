@@ -79,6 +79,18 @@ def test_an_event_committed_before_an_older_one_waits_until_the_older_one_commit
     assert feed.read_after(batch.end, limit=100).events == []
 
 
+def test_a_transaction_in_another_database_of_the_server_holds_nothing_back() -> None:
+    needs_postgresql()
+    seen = feed.head()
+    with raw_connection(dbname="postgres") as elsewhere:
+        elsewhere.execute("SELECT pg_current_xact_id()")  # in flight, with an older id
+        saga = started_saga()
+
+        batch = feed.read_after(seen, limit=100)
+
+    assert {event[2] for event in batch.events} == {str(saga.id)}
+
+
 def test_a_rolled_back_event_leaves_no_hole_and_holds_nothing_back() -> None:
     needs_postgresql()
     saga = started_saga()
