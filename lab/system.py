@@ -25,6 +25,7 @@ from django.conf import settings
 from sagas.cluster import descendants
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+DAPHNE_APP = "sagaproject.asgi:application"
 
 
 @dataclass
@@ -56,6 +57,8 @@ class System:
     saga_workers: int = 2
     q_workers: int = 2
     port: int = 0
+    web_servers: int = 1  # more: each on its own port (`urls`), e.g. behind a load balancer
+    service_clusters: bool = True  # off: no django-q2 cluster (a system that only shows events)
     procs: list[Proc] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -65,21 +68,16 @@ class System:
             self.port = free_port()
         base = {**self.env, "Q_WORKERS": str(self.q_workers)}
         py = sys.executable
+        self.ports = [self.port] + [free_port() for _ in range(1, self.web_servers)]
         self.procs = [
-            Proc(
-                "web",
-                [
-                    py,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "sagaproject.asgi:application",
-                ],
-                base,
-            ),
+            *[
+                Proc(
+                    "web" if i == 0 else f"web.{i + 1}",
+                    [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), DAPHNE_APP],
+                    base,
+                )
+                for i, port in enumerate(self.ports)
+            ],
             *[
                 Proc(
                     f"saga_worker.{i}",
@@ -90,13 +88,17 @@ class System:
             ],
             *[
                 Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
-                for queue in settings.SERVICE_QUEUES
+                for queue in (settings.SERVICE_QUEUES if self.service_clusters else ())
             ],
         ]
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
 
     def manage(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         """Run a management command against this system's database; returns its stdout."""
@@ -159,7 +161,9 @@ class System:
             if dead:
                 raise RuntimeError(f"processes died at start: {dead}; see {self.log_dir}")
             try:
-                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if all(
+                    requests.get(f"{url}/readyz", timeout=2).status_code == 200 for url in self.urls
+                ):
                     return
             except requests.RequestException:
                 pass

@@ -22,15 +22,14 @@ class WritingTransaction(models.Func):
     so ids commit in order there and the column is 0.
     """
 
+    template = "0"
     output_field = models.BigIntegerField()
 
-    def as_sql(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, list[Any]]:
-        return "0", []
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template=PG_WRITING_TRANSACTION, **extra)
 
-    def as_postgresql(
-        self, compiler: Any, connection: Any, **extra_context: Any
-    ) -> tuple[str, list[Any]]:
-        return "(pg_current_xact_id()::text::bigint)", []
+
+PG_WRITING_TRANSACTION = "(pg_current_xact_id()::text::bigint)"
 
 
 class Saga(models.Model):
