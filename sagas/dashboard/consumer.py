@@ -24,6 +24,7 @@ from sagas.dashboard.feed import Batch, Filters, Position
 from sagas.dashboard.tailer import GROUP, hub
 
 REFUSED = 4403  # close code for a client that may not watch (anonymous, not staff)
+GROUP_REJOIN_SECONDS = 3600
 RESUME_LIMIT = 20_000  # events; a client further behind gets a fresh snapshot instead
 
 
@@ -55,6 +56,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(GROUP, self.channel_name)
         hub.attach(asyncio.get_running_loop())
         self.attached = True
+        self.membership = asyncio.get_running_loop().create_task(self.stay_in_group())
         self.seen, first = await database_sync_to_async(opening)(
             Position.parse(params.get("since")), self.filters
         )
@@ -66,6 +68,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             self.attached = False
             if self.flusher is not None:
                 self.flusher.cancel()
+            self.membership.cancel()
             hub.detach()
             await self.channel_layer.group_discard(GROUP, self.channel_name)
 
@@ -89,6 +92,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.seen = batch.end
         self.pending = batch if self.pending is None else self.pending.then(batch)
         self.schedule_flush()
+
+    async def stay_in_group(self) -> None:
+        """Channel layers forget group members after `group_expiry` (a day by default): join
+        again now and then, so that a page left open for days stays live."""
+        while True:
+            await asyncio.sleep(GROUP_REJOIN_SECONDS)
+            await self.channel_layer.group_add(GROUP, self.channel_name)
 
     def schedule_flush(self) -> None:
         if self.flusher is None:

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Protocol
+from typing import Protocol
 
 from channels.layers import get_channel_layer
 from django.db import DatabaseError, InterfaceError, connection
@@ -81,12 +81,12 @@ class RedisLease:
     every look. A holder that stalls past the lease may publish beside its successor for a moment;
     consumers drop what they already have."""
 
-    KEY = "sagas:dashboard:tailer"
-    POSITION = "sagas:dashboard:position"
-
-    def __init__(self, url: str, ttl: float = 3.0) -> None:
+    def __init__(self, url: str, site: str, ttl: float = 3.0) -> None:
         import redis
 
+        # One lease per database: sites that share a Redis do not share a tailer.
+        self.KEY = f"sagas:dashboard:{site}:tailer"
+        self.POSITION = f"sagas:dashboard:{site}:position"
         self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.errors: tuple[type[Exception], ...] = (redis.RedisError,)
         self.me = uuid.uuid4().hex
@@ -129,7 +129,8 @@ class Tailer(threading.Thread):
         super().__init__(name="dashboard-tailer", daemon=True)
         self.hub, self.loop, self.leadership, self.config = hub, loop, leadership, config
         self.stopping = threading.Event()
-        self.reads = 0  # queries made, for tests and the load tool
+        self.began = time.monotonic()
+        self.reads = 0  # queries made
 
     def run(self) -> None:
         listener = Listener(EVENTS_CHANNEL) if connection.vendor == "postgresql" else None
@@ -219,7 +220,9 @@ class Hub:
             if self.tailer is None or self.tailer.stopping.is_set():  # none, or one on its way out
                 config = dashboard_config()
                 leadership: Leadership = (
-                    RedisLease(config.redis_url) if config.redis_url else EveryProcess()
+                    RedisLease(config.redis_url, site=str(connection.settings_dict["NAME"]))
+                    if config.redis_url
+                    else EveryProcess()
                 )
                 self.tailer = Tailer(self, loop, leadership, config)
                 self.tailer.start()
@@ -242,8 +245,3 @@ class Hub:
 
 
 hub = Hub()
-
-
-def current_reads() -> dict[str, Any]:
-    tailer = hub.tailer
-    return {"clients": hub.clients, "reads": tailer.reads if tailer else 0}

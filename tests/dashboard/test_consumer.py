@@ -235,3 +235,17 @@ async def test_a_live_client_gets_both_sides_of_an_out_of_order_commit_in_log_or
 
     assert event_ids(frames) == [early_id, late_id]
     await socket.disconnect()
+
+
+async def test_clients_of_one_process_share_one_tailer_reading_at_most_once_per_interval() -> None:
+    sockets = [(await staff_socket())[0] for _ in range(3)]
+    await asyncio.sleep(1.5)
+
+    tailers = [t for t in threading.enumerate() if t.name == "dashboard-tailer" and t.is_alive()]
+    assert tailers == [hub.tailer] and hub.clients == 3
+    tailer = hub.tailer
+    assert tailer is not None
+    elapsed = time.monotonic() - tailer.began
+    assert 1 <= tailer.reads <= elapsed / tailer.config.poll_seconds + 1
+    for socket in sockets:
+        await socket.disconnect()
