@@ -189,8 +189,11 @@ class System:
 
     @staticmethod
     def process_env(env: dict[str, str]) -> dict[str, str]:
-        """The environment of a child process: this one's, overridden by `env`."""
-        return {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        """The environment of a child process: this one's, overridden by `env`. SAGA_SERVER is
+        not passed on: it marks the ASGI server (set by sagaproject/asgi.py, e.g. when a test
+        imports it) and would give forked django-q2 workers a connection pool."""
+        inherited = {k: v for k, v in os.environ.items() if k != "SAGA_SERVER"}
+        return {**inherited, "PYTHONUNBUFFERED": "1", **env}
 
 
 def local_env(tmp: Path, secret_key: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ and a client that comes back resuming with no gap and no duplicate."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,10 @@ from tests.dashboard.builders import (
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+# Importing the ASGI module marks the process as the ASGI server (SAGA_SERVER=asgi; settings are
+# already loaded, so it changes nothing here): processes that tests start must not inherit it.
+os.environ.pop("SAGA_SERVER", None)
 
 Frame = dict[str, Any]
 

@@ -255,7 +255,9 @@
     for (const [key, value] of Object.entries(filters)) if (value) params.set(key, value);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(scheme + "//" + location.host + config.socket + "?" + params);
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       setLive("live", "on");
       retryDelay = 500;
     };
@@ -270,10 +272,12 @@
         setLive("signed out: reload the page", "off");
         return;
       }
-      setLive("reconnecting…", "off");
+      // Refused at the handshake (signed out, no longer staff) or the server is away: retry,
+      // ever more slowly while it keeps refusing.
+      setLive(opened ? "reconnecting…" : "disconnected: retrying (reload if signed out)", "off");
       stats.reconnects++;
       setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 5000);
+      retryDelay = Math.min(retryDelay * 2, opened ? 5000 : 30000);
     };
   }
 
