@@ -68,6 +68,7 @@ class Saga(models.Model):
             ),
             models.Index(fields=["status", "type"], name="saga_status_type"),
             models.Index(fields=["owner_id", "-created_at"], name="saga_owner_recent"),
+            models.Index(fields=["-created_at"], name="saga_recent"),  # the dashboard's list
         ]
 
     def __str__(self) -> str:
