@@ -150,6 +150,13 @@ def test_a_stuck_saga_moves_when_the_operator_presses_retry(
     WebDriverWait(page, WAIT).until(
         ec.presence_of_element_located((By.CSS_SELECTOR, "#detail [data-status='stuck']"))
     )
+    for status, count in (("running", "0"), ("completed", "7"), ("stuck", "2")):  # counts, live
+        WebDriverWait(page, WAIT).until(
+            lambda d, status=status, count=count: (
+                d.find_element(By.CSS_SELECTOR, f"[data-count='{status}']").text == count
+            ),
+            f"the {status} count did not reach {count}",
+        )
     save_screenshots(page)
 
 

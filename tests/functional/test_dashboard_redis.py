@@ -171,6 +171,24 @@ def order_body() -> dict[str, Any]:
     }
 
 
+def test_a_real_server_refuses_other_websocket_paths_and_strangers_at_the_handshake(
+    system: System,
+) -> None:
+    import websocket
+
+    base = system.urls[0]
+    host = urlsplit(base).netloc
+    for path, cookie in (
+        ("/ws/other/", f"sessionid={staff_session(base)}"),
+        ("/ws/dashboard/", ""),
+    ):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(
+                f"ws://{host}{path}", origin=base, cookie=cookie, timeout=10
+            )
+        assert refused.value.status_code == 403
+
+
 def test_the_web_servers_logged_no_error(system: System) -> None:
     for name in ("web", "web.2"):
         log = (Path(system.log_dir) / f"{name}.log").read_text()

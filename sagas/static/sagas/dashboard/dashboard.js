@@ -76,7 +76,9 @@
     const id = field("saga");
     id.textContent = saga.id.slice(0, 8);
     id.title = saga.id;
-    field("reason").textContent = saga.reason || "";
+    const reason = field("reason");
+    reason.textContent = saga.reason || "";
+    reason.title = saga.reason_message || "";
     field("created").textContent = clock(saga.created);
     field("took").textContent = saga.finished ? duration(saga.finished - saga.created) : "";
     const actions = field("actions");
