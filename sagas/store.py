@@ -25,8 +25,10 @@ from sagas.notify import notify
 
 log = logging.getLogger("sagas")
 
-# NOTIFYed by every transaction that appends events: wakes the dashboards' tailers. Those
-# transactions already NOTIFY the service queues, so this adds no commit-time lock of its own.
+# NOTIFYed by every transaction that appends events: wakes the dashboards' tailers. Most of
+# them already NOTIFY a service queue, and a transaction takes the notification lock once at
+# commit however many channels it notifies: only decisions that send nothing (a saga finishing)
+# pay for it.
 EVENTS_CHANNEL = "saga_events"
 _random = random.Random()
 
