@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +152,18 @@ def test_a_stuck_saga_moves_when_the_operator_presses_retry(
     )
     for status, count in (("running", "0"), ("completed", "7"), ("stuck", "2")):  # counts, live
         WebDriverWait(page, WAIT).until(
-            lambda d, status=status, count=count: (
-                d.find_element(By.CSS_SELECTOR, f"[data-count='{status}']").text == count
-            ),
-            f"the {status} count did not reach {count}",
+            shows_count(status, count), f"the {status} count did not reach {count}"
         )
     save_screenshots(page)
+
+
+def shows_count(status: str, count: str) -> Callable[[Any], bool]:
+    from selenium.webdriver.common.by import By
+
+    def shown(driver: Any) -> bool:
+        return bool(driver.find_element(By.CSS_SELECTOR, f"[data-count='{status}']").text == count)
+
+    return shown
 
 
 def save_screenshots(page: Any) -> None:
