@@ -30,6 +30,7 @@ run: venv .env
 	@echo ""
 	@echo "  API        http://127.0.0.1:$(PORT)/api/  (Authorization: Token <token above>)"
 	@echo "  API docs   http://127.0.0.1:$(PORT)/api/docs/"
+	@echo "  Dashboard  http://127.0.0.1:$(PORT)/dashboard/  (staff: admin / admin)"
 	@echo "  Admin      http://127.0.0.1:$(PORT)/admin/  (admin / admin; demo / demo)"
 	@echo "  Metrics    http://127.0.0.1:$(PORT)/metrics"
 	@echo "  Health     http://127.0.0.1:$(PORT)/healthz  /readyz"

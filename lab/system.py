@@ -25,6 +25,7 @@ from django.conf import settings
 from sagas.cluster import descendants
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+DAPHNE_APP = "sagaproject.asgi:application"
 
 
 @dataclass
@@ -57,6 +58,7 @@ class System:
     q_workers: int = 2
     port: int = 0
     queues: tuple[str, ...] | None = None  # the service queues given a cluster; None: all
+    web_servers: int = 1  # more: each on its own port (`urls`), e.g. behind a load balancer
     procs: list[Proc] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -66,21 +68,16 @@ class System:
             self.port = free_port()
         base = {**self.env, "Q_WORKERS": str(self.q_workers)}
         py = sys.executable
+        self.ports = [self.port] + [free_port() for _ in range(1, self.web_servers)]
         self.procs = [
-            Proc(
-                "web",
-                [
-                    py,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "sagaproject.asgi:application",
-                ],
-                base,
-            ),
+            *[
+                Proc(
+                    "web" if i == 0 else f"web.{i + 1}",
+                    [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), DAPHNE_APP],
+                    base,
+                )
+                for i, port in enumerate(self.ports)
+            ],
             *[
                 Proc(
                     f"saga_worker.{i}",
@@ -98,6 +95,10 @@ class System:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
 
     def manage(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         """Run a management command against this system's database; returns its stdout."""
@@ -160,7 +161,9 @@ class System:
             if dead:
                 raise RuntimeError(f"processes died at start: {dead}; see {self.log_dir}")
             try:
-                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if all(
+                    requests.get(f"{url}/readyz", timeout=2).status_code == 200 for url in self.urls
+                ):
                     return
             except requests.RequestException:
                 pass
@@ -187,8 +190,11 @@ class System:
     @staticmethod
     def process_env(env: dict[str, str]) -> dict[str, str]:
         """The environment of a child process: this one's, overridden by `env`. The child reads
-        no `.env` file (ENV_FILE empty): it sees exactly what this process sees, plus `env`."""
-        return {**os.environ, "PYTHONUNBUFFERED": "1", "ENV_FILE": "", **env}
+        no `.env` file (ENV_FILE empty): it sees exactly what this process sees, plus `env`.
+        SAGA_SERVER is not passed on: it marks the ASGI server (set by sagaproject/asgi.py, e.g.
+        when a test imports it) and would give forked django-q2 workers a connection pool."""
+        inherited = {k: v for k, v in os.environ.items() if k != "SAGA_SERVER"}
+        return {**inherited, "PYTHONUNBUFFERED": "1", "ENV_FILE": "", **env}
 
 
 def local_env(tmp: Path, secret_key: str) -> dict[str, str]:

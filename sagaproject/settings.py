@@ -254,6 +254,15 @@ SAGA_RETRY_INITIAL_SECONDS = env_float("SAGA_RETRY_INITIAL_SECONDS", 0.2)
 SAGA_RETRY_MAX_SECONDS = env_float("SAGA_RETRY_MAX_SECONDS", 10.0)
 SAGA_COMPENSATION_MAX_ATTEMPTS = env_int("SAGA_COMPENSATION_MAX_ATTEMPTS", 8)
 
+# --- The live dashboard (read through sagas.config) -----------------------------------------
+# One tailer per web process reads the event log at most once per DASHBOARD_POLL_SECONDS (woken
+# by NOTIFY on PostgreSQL, looking at least every DASHBOARD_IDLE_POLL_SECONDS); each client gets
+# at most one websocket frame per DASHBOARD_FRAME_SECONDS. With REDIS_URL one tailer serves the
+# whole site through the Redis channel layer.
+DASHBOARD_POLL_SECONDS = env_float("DASHBOARD_POLL_SECONDS", 0.25)
+DASHBOARD_IDLE_POLL_SECONDS = env_float("DASHBOARD_IDLE_POLL_SECONDS", 1.0)
+DASHBOARD_FRAME_SECONDS = env_float("DASHBOARD_FRAME_SECONDS", 0.25)
+
 # --- django-q2: one queue (cluster) per service ---------------------------------------------
 # handler timeout < q2 retry < step deadline: a task whose worker died is redelivered by q2
 # before the orchestrator gives up waiting and re-sends the same command.

@@ -1,4 +1,4 @@
-"""URL routes: the REST API, OpenAPI, probes, metrics and admin."""
+"""URL routes: the REST API, OpenAPI, probes, metrics, the dashboard and the admin."""
 
 from django.conf import settings
 from django.contrib import admin
@@ -19,6 +19,7 @@ urlpatterns = [
     path("healthz", healthz),
     path("readyz", readyz),
     path("metrics", Metrics.as_view(), name="prometheus-django-metrics"),
+    path("dashboard/", include("sagas.dashboard.urls")),
     path("admin/", admin.site.urls),
 ]
 

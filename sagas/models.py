@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import models
 
 from sagas.core.state import EventKind, SagaStatus
 from sagas.messages import Outcome, Reply
+
+# The event kinds that end a saga: the dashboard's throughput chart reads them by time.
+FINISHING_EVENTS = ("saga_completed", "saga_failed")
+
+
+class WritingTransaction(models.Func):
+    """The id of the transaction that writes the row (`pg_current_xact_id()`), as a column default.
+
+    Event ids come from a sequence and are handed out before commit, so concurrent transactions
+    commit them out of order; the transaction id lets a reader wait until every transaction that
+    could still add an older event has ended (sagas.dashboard.feed). SQLite serialises writers,
+    so ids commit in order there and the column is 0.
+    """
+
+    template = "0"
+    output_field = models.BigIntegerField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template=PG_WRITING_TRANSACTION, **extra)
+
+
+PG_WRITING_TRANSACTION = "(pg_current_xact_id()::text::bigint)"
 
 
 class Saga(models.Model):
@@ -46,6 +69,7 @@ class Saga(models.Model):
             ),
             models.Index(fields=["status", "type"], name="saga_status_type"),
             models.Index(fields=["owner_id", "-created_at"], name="saga_owner_recent"),
+            models.Index(fields=["-created_at"], name="saga_recent"),  # the dashboard's list
         ]
 
     def __str__(self) -> str:
@@ -100,7 +124,10 @@ class SagaReply(models.Model):
 
 
 class SagaEvent(models.Model):
-    """Append-only timeline of everything that happened to a saga."""
+    """Append-only timeline of everything that happened to a saga.
+
+    `(xid, id)` is an event's position in the log as readers follow it (docs/architecture.md §7).
+    """
 
     saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField()
@@ -108,9 +135,18 @@ class SagaEvent(models.Model):
     step = models.CharField(max_length=64, blank=True, default="")
     attempt = models.IntegerField(default=0)
     detail = models.JSONField(default=dict)
+    xid = models.BigIntegerField(db_default=WritingTransaction(), editable=False)
 
     class Meta:
-        indexes = [models.Index(fields=["saga", "id"], name="sagaevent_saga_order")]
+        indexes = [
+            models.Index(fields=["saga", "id"], name="sagaevent_saga_order"),
+            models.Index(fields=["xid", "id"], name="sagaevent_position"),
+            models.Index(
+                fields=["at"],
+                name="sagaevent_finishing_at",
+                condition=models.Q(kind__in=FINISHING_EVENTS),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.step}"

@@ -24,8 +24,15 @@ from sagas.core.state import EventKind, SagaState, SagaStatus
 from sagas.core.transition import Input, Replied, Tick, decide
 from sagas.messages import Command
 from sagas.models import Saga, SagaEvent, SagaReply
+from sagas.notify import notify
 
 log = logging.getLogger("sagas")
+
+# NOTIFYed by every transaction that appends events: wakes the dashboards' tailers. Most of
+# them already NOTIFY a service queue, and a transaction takes the notification lock once at
+# commit however many channels it notifies: only decisions that send nothing (a saga finishing)
+# pay for it.
+EVENTS_CHANNEL = "saga_events"
 _random = random.Random()
 
 SAVED_FIELDS = [
@@ -114,6 +121,8 @@ def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) 
     Saga.objects.bulk_update(sagas, SAVED_FIELDS)
     SagaEvent.objects.bulk_create(events)
     transport.enqueue(commands)
+    if events:
+        notify(EVENTS_CHANNEL)
 
 
 def claim(worker: str, limit: int, lease_seconds: float) -> dict[uuid.UUID, int]:
