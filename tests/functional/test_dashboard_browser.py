@@ -14,9 +14,8 @@ import pytest
 from django.conf import settings
 
 from lab import browser
+from payments import testcards
 from tests.functional.harness import (
-    DECLINED_CARD,
-    TRANSIENT_CARD,
     RunningSystem,
     postgres_database,
     running_system,
@@ -90,7 +89,7 @@ def test_a_good_order_appears_and_completes_without_a_reload(
 
 
 def test_a_declined_order_shows_failed_with_its_reason(system: RunningSystem, page: Any) -> None:
-    order = system.user.order(card=DECLINED_CARD)
+    order = system.user.order(card=testcards.DECLINED)
 
     wait_for_status(page, order["saga_id"], "failed")
     reason = page.execute_script(
@@ -108,7 +107,7 @@ def test_a_stuck_saga_moves_when_the_operator_presses_retry(
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    order = system.user.order(card=TRANSIENT_CARD)
+    order = system.user.order(card=testcards.PROCESSING_ERROR)
     saga_id = order["saga_id"]
     wait_for_status(page, saga_id, "stuck")
     # Every status the row shows from now on, however briefly.
