@@ -188,16 +188,21 @@ else:  # shared by every process on this host without touching the database
         }
     }
 
+
 # --- Channels ---------------------------------------------------------------------------------
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
-        }
+def channel_layers(redis_url: str) -> dict[str, Any]:
+    if not redis_url:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # A consumer waits for messages with BZPOPMIN for 5 s, and redis-py 8's default socket timeout
+    # is also 5 s: an idle consumer's read timed out and the consumer died
+    # (redis.exceptions.TimeoutError). Reads must be allowed to outlast the wait.
+    host = {"address": redis_url, "socket_timeout": 15, "socket_connect_timeout": 5}
+    return {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [host]}}
     }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+CHANNEL_LAYERS = channel_layers(REDIS_URL)
 
 # --- REST framework ---------------------------------------------------------------------------
 # Orders placed per user: a DRF rate ("100/second", "20/minute"); empty turns the limit off.
