@@ -38,4 +38,3 @@ def approve(command: Command) -> dict[str, Any]:
     payload = cast(OrderPayload, command.payload)
     order = services.approve_order(order_id=UUID(payload["order_id"]))
     return {"order_id": str(order.id), "status": order.status}
-

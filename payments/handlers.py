@@ -24,4 +24,3 @@ def charge(command: Command) -> dict[str, Any]:
 def refund(command: Command, action_data: dict[str, Any]) -> dict[str, Any]:
     done = services.refund_charge(charge_id=int(action_data["charge_id"]))
     return {"refund_id": done.pk, "charge_id": done.charge_id, "amount": str(done.amount)}
-
