@@ -14,13 +14,19 @@ from django.db.models import F
 from inventory.exceptions import OutOfStock, ProductExists
 from inventory.models import Product, Reservation, ReservationLine
 
+CENT = Decimal("0.01")
+
 
 def create_product(*, sku: str, name: str, price: Decimal, currency: str, stock: int) -> Product:
-    """Add a product to the catalogue with `stock` units available. Raises ProductExists."""
+    """Add a product to the catalogue with `stock` units available. Raises ProductExists, and
+    ValueError for negative stock or a price that is negative or has sub-cent digits (the price
+    column is NUMERIC(12, 2), which would round them away silently: refused, never rounded)."""
     if stock < 0:
         raise ValueError("stock cannot be negative")
     if price < 0:
         raise ValueError("price cannot be negative")
+    if price != price.quantize(CENT):
+        raise ValueError(f"price {price} has more than two decimal places")
     try:
         # A savepoint, so a duplicate leaves the caller's transaction usable.
         with transaction.atomic(using=router.db_for_write(Product)):

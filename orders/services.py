@@ -10,6 +10,8 @@ from django.db import router, transaction
 from orders.exceptions import OrderStateConflict
 from orders.models import Order, OrderLine
 
+CENT = Decimal("0.01")
+
 
 @dataclass(frozen=True)
 class LineSpec:
@@ -27,7 +29,12 @@ def create_order(
     total: Decimal,
     currency: str,
 ) -> Order:
-    """Record a new order as `pending`; it stays so until its saga approves or cancels it."""
+    """Record a new order as `pending`; it stays so until its saga approves or cancels it.
+
+    Raises ValueError for an amount with sub-cent digits (a bug upstream: nothing is recorded).
+    """
+    total = whole_cents(total)
+    prices = [whole_cents(line.unit_price) for line in lines]
     with transaction.atomic(using=router.db_for_write(Order)):
         order = Order.objects.create(
             id=order_id,
@@ -38,10 +45,22 @@ def create_order(
             currency=currency,
         )
         OrderLine.objects.bulk_create(
-            OrderLine(order=order, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
-            for line in lines
+            OrderLine(order=order, sku=line.sku, quantity=line.quantity, unit_price=price)
+            for line, price in zip(lines, prices, strict=True)
         )
     return order
+
+
+def whole_cents(amount: Decimal) -> Decimal:
+    """`amount` with exactly two decimal places; ValueError if that would change its value.
+
+    The amount columns are NUMERIC(12, 2), which round sub-cent digits away silently: such an
+    amount is refused here, never rounded.
+    """
+    cents = amount.quantize(CENT)
+    if cents != amount:
+        raise ValueError(f"amount {amount} has more than two decimal places")
+    return cents
 
 
 def cancel_order(*, order_id: UUID) -> Order:

@@ -31,6 +31,7 @@ TEST_CARDS: dict[str, PaymentMethod.Behaviour] = {
     testcards.PROCESSING_ERROR: Behaviour.PROCESSING_ERROR,
 }
 MAX_YEARS_AHEAD = 20  # no issuer prints a card valid for longer
+CENT = Decimal("0.01")
 
 _CARD_NUMBER = re.compile(r"[0-9]{12,19}")
 _CVC = re.compile(r"[0-9]{3,4}")
@@ -107,8 +108,10 @@ def charge_payment(
     """Charge the card behind `payment_token` once for this saga.
 
     Raises PaymentDeclined or InsufficientFunds (refusals, final) or ProcessorUnavailable (a
-    transient fault: nothing is recorded and the same command may be retried).
+    transient fault: nothing is recorded and the same command may be retried), and ValueError
+    for an amount with sub-cent digits (a bug upstream: nothing is charged).
     """
+    amount = whole_cents(amount)
     method = PaymentMethod.objects.filter(token=payment_token).first()
     if method is None:
         raise PaymentDeclined("the payment method is unknown")
@@ -126,6 +129,18 @@ def charge_payment(
         currency=currency,
         status=Charge.Status.CHARGED,
     )
+
+
+def whole_cents(amount: Decimal) -> Decimal:
+    """`amount` with exactly two decimal places; ValueError if that would change its value.
+
+    The amount columns are NUMERIC(12, 2), which round sub-cent digits away silently: a charge
+    of 10.001 would be stored as 10.00. Such an amount is refused here, never rounded.
+    """
+    cents = amount.quantize(CENT)
+    if cents != amount:
+        raise ValueError(f"amount {amount} has more than two decimal places")
+    return cents
 
 
 def refund_charge(*, charge_id: int) -> Refund:

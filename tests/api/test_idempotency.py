@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
+from inventory.models import Product
 from payments import testcards
 from sagas.models import Saga
 from storefront import checkout
@@ -36,6 +37,25 @@ def test_the_same_key_and_body_replay_the_first_answer_and_start_nothing_new() -
     assert again["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first
     assert created_rows() == after_first  # no saga, no command, no card token, no key
+
+
+def test_a_replay_after_the_product_was_deleted_still_answers_the_stored_202() -> None:
+    # The stored answer is the answer: a replay is not validated or priced again, so nothing
+    # that changed in the catalogue since (here the product is gone) can turn it into a 400.
+    product("MUG-002")
+    client = client_for(user())
+    body, same_key = order_body(sku="MUG-002"), key()
+    first = place(client, body, HTTP_IDEMPOTENCY_KEY=same_key)
+    Product.objects.filter(sku="MUG-002").delete()
+    after_first = created_rows()
+
+    again = place(client, body, HTTP_IDEMPOTENCY_KEY=same_key)
+
+    assert first.status_code == again.status_code == 202
+    assert again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert created_rows() == after_first
+    assert place(client, body).status_code == 400  # without the key: a new order, refused
 
 
 def test_the_key_ignores_the_order_of_json_object_keys() -> None:

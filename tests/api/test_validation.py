@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from inventory.models import Product
 from inventory.services import create_product
 from storefront.samples import address, payment
 from tests.api.builders import client_for, created_rows, order_body, product, user
@@ -200,3 +201,14 @@ def test_field_errors_never_echo_the_card_number_or_cvc() -> None:
         assert answer.status_code == 400
         for secret in (b"424x", b"98x7", b"4242424242424241", b"9876"):
             assert secret not in answer.content
+
+
+def test_a_product_price_with_sub_cent_digits_is_refused_with_400_not_rounded() -> None:
+    staff = client_for(user(staff=True))
+    body = {"sku": "MUG-009", "name": "Mug", "price": "10.001", "stock": 5}
+
+    answer = staff.post("/api/products/", body, format="json")
+
+    assert answer.status_code == 400
+    assert "price" in answer.json()["fields"]
+    assert not Product.objects.filter(sku="MUG-009").exists()

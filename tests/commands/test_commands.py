@@ -1,5 +1,6 @@
 """Management commands: seed_demo, saga (list/show/retry/compensate/purge), saga_audit; and the
-helpers they rest on (fault specs, the cluster watchdog's stall rule)."""
+helpers they rest on (fault specs). The cluster watchdog's stall rule is in
+tests/unit/test_cluster_watchdog.py."""
 
 from __future__ import annotations
 
@@ -193,21 +194,6 @@ def progress(executed_ago: float, acknowledged_ago: float) -> Any:
         executed=SimpleNamespace(value=now - executed_ago),
         acknowledged=SimpleNamespace(value=now - acknowledged_ago),
     )
-
-
-def test_the_watchdog_leaves_a_healthy_or_idle_cluster_alone(monkeypatch: Any) -> None:
-    monkeypatch.setattr(cluster, "claimable_waiting", lambda queue, older_than: False)
-    assert not cluster.stalled("payments", progress(1, 1), limit=10)  # acknowledging
-    assert not cluster.stalled("payments", progress(60, 60), limit=10)  # idle, nothing waiting
-
-
-def test_the_watchdog_sees_work_waiting_or_tasks_running_without_acknowledgements(
-    monkeypatch: Any,
-) -> None:
-    monkeypatch.setattr(cluster, "claimable_waiting", lambda queue, older_than: True)
-    assert cluster.stalled("payments", progress(60, 60), limit=10)  # work waits, nobody takes it
-    monkeypatch.setattr(cluster, "claimable_waiting", lambda queue, older_than: False)
-    assert cluster.stalled("payments", progress(1, 30), limit=10)  # monitor wedged: no acks
 
 
 def dead_cluster(exitcode: int) -> Any:

@@ -105,6 +105,48 @@ def test_a_worker_whose_lease_was_taken_over_cannot_commit() -> None:
     assert SagaReply.objects.filter(saga_id=saga_id).count() == 0
 
 
+def test_the_fence_alone_stops_a_stale_worker_that_shares_its_name_with_the_new_holder() -> None:
+    # Two processes started with the same --name (a restart while the old one still runs, a
+    # copied unit file): the lease owner cannot tell them apart, only the fencing token can.
+    [saga_id] = due_sagas(1)
+    stale = store.claim("worker", 10, lease_seconds=30)
+    transport.deliver([reply_for(saga_id)])
+    Saga.objects.filter(id=saga_id).update(lease_until=timezone.now() - timedelta(seconds=1))
+    fresh = store.claim("worker", 10, lease_seconds=30)
+    assert fresh[saga_id] == stale[saga_id] + 1
+    assert Saga.objects.get(id=saga_id).lease_owner == "worker"  # the owner check passes
+    events_before = SagaEvent.objects.filter(saga_id=saga_id).count()
+
+    assert store.process("worker", stale) == 0  # refused on the fence alone
+    assert SagaReply.objects.filter(saga_id=saga_id).count() == 1
+    assert SagaEvent.objects.filter(saga_id=saga_id).count() == events_before
+    saga = Saga.objects.get(id=saga_id)
+    assert saga.state["steps"]["create_order"]["status"] == "running"
+    assert saga.lease_until is not None  # the new holder's lease stands
+
+    assert store.process("worker", fresh) == 1
+    assert Saga.objects.get(id=saga_id).state["steps"]["create_order"]["status"] == "succeeded"
+
+
+def test_the_owner_stops_a_worker_whose_claim_was_lost_in_a_crash_and_whose_fence_came_back() -> (
+    None
+):
+    # Claims commit without waiting for the WAL flush: a crash can lose one, and the next claim
+    # then hands out the same fence number again. Only the owner tells the two holders apart.
+    [saga_id] = due_sagas(1)
+    before = Saga.objects.values("fence", "lease_owner", "lease_until").get(id=saga_id)
+    lost = store.claim("worker-a", 10, lease_seconds=30)
+    transport.deliver([reply_for(saga_id)])
+    Saga.objects.filter(id=saga_id).update(**before)  # the claim's commit never reached disk
+    taken = store.claim("worker-b", 10, lease_seconds=30)
+    assert taken[saga_id] == lost[saga_id]
+    events_before = SagaEvent.objects.filter(saga_id=saga_id).count()
+
+    assert store.process("worker-a", lost) == 0
+    assert SagaEvent.objects.filter(saga_id=saga_id).count() == events_before
+    assert store.process("worker-b", taken) == 1
+
+
 def test_a_reply_delivered_while_a_worker_holds_the_saga_is_not_lost() -> None:
     [saga_id] = due_sagas(1)
     claimed = store.claim("a", 10, lease_seconds=30)

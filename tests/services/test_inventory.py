@@ -1,6 +1,7 @@
 """Inventory Service through the participant protocol: all-or-nothing reserve, exact release."""
 
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -10,6 +11,7 @@ from inventory import messages
 from inventory.exceptions import ProductExists
 from inventory.models import InventoryStepRecord, Product, Reservation
 from inventory.selectors import catalogue, products_by_sku
+from inventory.services import create_product
 from sagas.messages import Command
 from sagas.participant import perform
 from tests.services.builders import again, available, command, essence, order_payload, product, undo
@@ -219,3 +221,10 @@ def test_concurrent_reservations_never_oversell() -> None:
     assert codes.count("out_of_stock") == 7
     assert (available("SKU-A"), available("SKU-B")) == (0, 0)
     assert Reservation.objects.count() == 5
+
+
+def test_a_product_price_with_sub_cent_digits_is_refused_not_rounded() -> None:
+    with pytest.raises(ValueError, match="two decimal places"):
+        create_product(sku="SKU-1", name="Mug", price=Decimal("12.505"), currency="EUR", stock=1)
+
+    assert not Product.objects.exists()

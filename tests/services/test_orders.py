@@ -125,3 +125,21 @@ def test_approving_a_cancelled_order_is_a_fault() -> None:
 
     assert Order.objects.get().status == Order.Status.CANCELLED
     assert not OrderStepRecord.objects.filter(step="approve_order").exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"total": "25.001"},
+        {"lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.5005"}], "total": "25.00"},
+    ],
+    ids=["total", "unit price"],
+)
+def test_an_order_with_a_sub_cent_amount_is_a_fault_that_creates_nothing(
+    payload: dict[str, object],
+) -> None:
+    with pytest.raises(ValueError, match="two decimal places"):
+        perform(create_command(**payload))
+
+    assert not Order.objects.exists()  # refused, never rounded
+    assert not OrderStepRecord.objects.exists()

@@ -1,7 +1,9 @@
 """Payment Service through the participant protocol: idempotent charges, refunds, tombstones."""
 
 from datetime import date
+from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from django.db.models import Sum
@@ -9,7 +11,7 @@ from django.db.models import Sum
 from payments import messages, testcards
 from payments.exceptions import InvalidCard, ProcessorUnavailable
 from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
-from payments.services import tokenize_card
+from payments.services import charge_payment, tokenize_card
 from sagas.messages import Command
 from sagas.participant import perform
 from tests.services.builders import again, card_token, command, essence, order_payload, undo
@@ -255,3 +257,35 @@ def test_a_payment_method_keeps_no_card_number_or_cvc() -> None:
 
 def test_each_tokenisation_gets_a_new_token() -> None:
     assert tokenize().token != tokenize().token
+
+
+def test_a_charge_of_a_sub_cent_amount_is_a_fault_that_charges_nothing() -> None:
+    sent = charge_command(total="10.001")
+
+    with pytest.raises(ValueError, match="two decimal places"):
+        perform(sent)
+
+    assert not Charge.objects.exists()  # not 10.00: refused, never rounded
+    assert not PaymentStepRecord.objects.exists()  # a fault: the key may be retried
+
+
+def test_the_charge_service_refuses_a_sub_cent_amount_rather_than_rounding_it() -> None:
+    token = card_token()
+
+    with pytest.raises(ValueError, match="two decimal places"):
+        charge_payment(
+            saga_id=uuid4(),
+            order_id=uuid4(),
+            payment_token=token,
+            amount=Decimal("10.001"),
+            currency="EUR",
+        )
+
+    assert not Charge.objects.exists()
+
+
+def test_a_whole_cent_amount_written_with_fewer_digits_is_charged_as_is() -> None:
+    reply = perform(charge_command(total="10.5"))
+
+    assert reply.data["amount"] == "10.50"
+    assert Charge.objects.get().amount == Decimal("10.50")
