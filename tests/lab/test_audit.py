@@ -17,6 +17,7 @@ from inventory.models import Product, Reservation
 from inventory.services import create_product, release_stock, reserve_stock
 from lab.audit import AuditReport, audit
 from orders.models import Order
+from orders.saga import ORDER_SAGA
 from orders.services import LineSpec, approve_order, cancel_order, create_order
 from payments.models import Charge
 from payments.services import charge_payment, refund_charge, tokenize_card
@@ -24,6 +25,7 @@ from sagas.core.state import SagaStatus
 from sagas.models import Saga
 from shipping.models import Shipment
 from shipping.services import Address, cancel_shipment, schedule_shipment
+from tests.services.builders import order_data
 
 pytestmark = pytest.mark.django_db
 
@@ -63,10 +65,10 @@ def card() -> str:
 
 def saga_row(status: SagaStatus, total: Decimal, reason: str = "") -> uuid.UUID:
     saga = Saga.objects.create(
-        type="order",
+        type=ORDER_SAGA,
         status=status.value,
         reason_code=reason,
-        data={"total": str(total)},
+        data=order_data(total=total).to_json(),
         state={},
         correlation_id=str(uuid.uuid4()),
     )
@@ -179,7 +181,7 @@ Plant = Callable[[], str]  # plants one violation in a consistent world; returns
 
 def completed_net_charge_differs_from_the_total() -> str:
     placed = completed_saga()
-    Saga.objects.filter(id=placed.saga_id).update(data={"total": str(placed.total + 1)})
+    Saga.objects.filter(id=placed.saga_id).update(data=order_data(total=placed.total + 1).to_json())
     return placed.key
 
 
@@ -314,7 +316,9 @@ def test_the_audit_flags_each_planted_violation_alone(plant: Plant, names: str) 
 def test_violations_beyond_the_listed_maximum_are_summarised() -> None:
     stocked()
     for _ in range(3):
-        Saga.objects.filter(id=completed_saga().saga_id).update(data={"total": "1.00"})
+        Saga.objects.filter(id=completed_saga().saga_id).update(
+            data=order_data(total=Decimal("1.00")).to_json()
+        )
 
     report = audit(max_listed=2)
 
