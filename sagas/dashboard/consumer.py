@@ -77,8 +77,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def dashboard_batch(self, message: dict[str, Any]) -> None:
         batch = Batch.from_message(message)
-        if batch.end <= self.seen:
-            return  # already sent
+        if batch.end <= self.seen:  # no event this client has not had
+            if batch.counts is None:
+                return
+            batch = Batch(self.seen, self.seen, counts=batch.counts)  # the counts are news
         if batch.start > self.seen:
             gap = await database_sync_to_async(feed.read_after)(
                 self.seen, limit=RESUME_LIMIT, upto=batch.start

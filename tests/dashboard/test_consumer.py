@@ -139,6 +139,20 @@ async def test_a_connection_receives_a_snapshot_of_counts_recent_sagas_and_the_c
     await socket.disconnect()
 
 
+async def test_the_counts_follow_even_when_they_come_after_the_events() -> None:
+    socket, snapshot = await staff_socket()
+    assert snapshot["counts"]["pending"] == 0
+
+    await database_sync_to_async(started_saga)()
+
+    # Counts are recounted at most once a second, often in a read with no new event.
+    frames = await frames_until(
+        socket, lambda fs: any(f["counts"] and f["counts"]["pending"] == 1 for f in fs)
+    )
+    assert frames[-1]["from"] == frames[-1]["to"] or frames[-1]["events"]
+    await socket.disconnect()
+
+
 async def test_the_snapshot_list_follows_the_filters() -> None:
     shown = await database_sync_to_async(started_saga)()
     await database_sync_to_async(started_saga)()
