@@ -7,7 +7,8 @@ workers (and `migrate`, `manage.py check`) at startup, not mid-saga.
 - sagas.E004 (a database check): a saga still in flight started with a definition version that
   is not registered, so nothing could decide it. Like Django's own database checks it runs only
   when asked for databases: by `migrate` (a deploy's first step), by `saga_worker` at startup,
-  and by `manage.py check --database default`.
+  and by `manage.py check --database default`. sagas.W004: the database could not be read, so
+  the versions in flight are not known (a saga worker then starts and waits for the database).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.core.checks import CheckMessage, Error
-from django.db import connections, router
+from django.core.checks import CheckMessage, Error, Warning
+from django.db import DatabaseError, connections, router
 
 from sagas import participant, registry
 from sagas.config import saga_config
@@ -64,9 +65,20 @@ def check_versions_in_flight(
     """Every (type, version) of a saga in flight must be registered (sagas.E004)."""
     errors: list[CheckMessage] = []
     for alias in databases or ():
-        if not router.allow_migrate_model(alias, Saga) or not _has_version_column(alias):
+        if not router.allow_migrate_model(alias, Saga):
             continue
-        for saga_type, version in in_flight_versions(alias):
+        try:
+            in_flight = in_flight_versions(alias) if _has_version_column(alias) else []
+        except DatabaseError as exc:
+            errors.append(
+                Warning(
+                    f"could not read the saga versions in flight in database {alias!r}: {exc}",
+                    hint="`manage.py check --database default` checks them once it is up.",
+                    id="sagas.W004",
+                )
+            )
+            continue
+        for saga_type, version in in_flight:
             if version not in registry.versions(saga_type):
                 errors.append(
                     Error(

@@ -10,9 +10,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from django.core.checks import run_checks
+from django.core.checks import WARNING, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import OperationalError
 
 from orders.saga import ORDER_SAGA
 from sagas import checks, registry
@@ -86,11 +87,8 @@ def test_settings_that_break_the_redelivery_ordering_fail_with_e001(
 @pytest.mark.django_db
 def test_a_saga_worker_does_not_start_when_a_check_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     broken_ordering(monkeypatch)
+    worker_must_not_run(monkeypatch)
 
-    def run(self: Any) -> None:
-        raise AssertionError("the worker started despite a failing check")
-
-    monkeypatch.setattr(SagaWorker, "run", run)
     with pytest.raises(SystemCheckError, match=r"sagas\.E001"):
         call_command("saga_worker", skip_checks=False)
 
@@ -151,6 +149,21 @@ def test_a_saga_worker_does_not_start_beside_sagas_of_a_version_it_cannot_decide
 
     with pytest.raises(SystemCheckError, match=r"sagas\.E004"):
         call_command("saga_worker", skip_checks=False)
+
+
+@pytest.mark.django_db
+def test_a_database_it_cannot_read_is_a_warning_so_a_worker_starts_and_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def down(alias: str) -> list[tuple[str, int]]:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(checks, "in_flight_versions", down)
+
+    messages = run_checks(tags=[checks.TAG], databases=["default"])
+
+    assert [(m.id, m.level) for m in messages] == [("sagas.W004", WARNING)]
+    assert "connection refused" in messages[0].msg
 
 
 @pytest.mark.django_db
