@@ -48,8 +48,11 @@ def version_use() -> list[VersionUse]:
     }
     registered = {(d.name, d.version) for d in registry.definitions()}
     current = {(name, registry.latest(name).version) for name in registry.names()}
-    return [
-        VersionUse(name, version, key in registered, key in current, *counts.get(key, (0, 0)))
-        for key in sorted(registered | set(counts))
-        for name, version in [key]
-    ]
+    rows = []
+    for saga_type, version in sorted(registered | set(counts)):
+        in_flight, total = counts.get((saga_type, version), (0, 0))
+        key = (saga_type, version)
+        rows.append(
+            VersionUse(saga_type, version, key in registered, key in current, in_flight, total)
+        )
+    return rows
