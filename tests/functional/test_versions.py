@@ -128,6 +128,8 @@ def test_orders_of_the_old_version_finish_on_it_while_new_orders_run_the_added_s
     logged = finishing_lines(tmp_path / "v1") + finishing_lines(tmp_path / "v2")
     for process, line in logged:
         print(f"{process}: {line}")
+    for saga_id, steps in sorted(succeeded, key=lambda row: (versions[row[0]], row[0])):
+        print(f"order saga v{versions[saga_id]} {saga_id[:8]} succeeded: {', '.join(steps)}")
     print(after)
     lines = [{**json.loads(line), "process": process} for process, line in logged]
 

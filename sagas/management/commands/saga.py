@@ -134,7 +134,7 @@ class Command(BaseCommand):
             if not row.registered:
                 note = "NOT REGISTERED" if row.in_flight else "not registered (none in flight)"
             self.stdout.write(
-                f"{row.type:<12} {row.version:>7}  {row.in_flight:>9} {row.total:>9}  {note}"
+                f"{row.type:<12} {row.version:>7}  {row.in_flight:>9} {row.total:>9}  {note}".rstrip()
             )
 
     def _each(self, saga_ids: list[str], action: Any) -> None:
