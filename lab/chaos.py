@@ -254,7 +254,7 @@ class Chaos:
         saga = Saga.objects.order_by("?").first()
         if saga is None:
             return 0
-        definition = registry.definition(saga.type)
+        definition = registry.definition(saga.type, saga.version)
         sent = [(name, st) for name, st in saga.state["steps"].items() if st["attempts"]]
         if not sent:
             return 0

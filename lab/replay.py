@@ -117,11 +117,12 @@ class Replay:
     def _start(
         self, moment: datetime, order_id: str
     ) -> tuple[Saga, list[Command], list[SagaEvent]]:
-        definition = registry.definition(self.saga_type)
+        definition = registry.latest(self.saga_type)
         order_id = order_id or str(uuid.uuid4())
         saga = Saga(
             id=uuid.uuid4(),
             type=self.saga_type,
+            version=definition.version,
             data={"order_id": order_id, "replayed": True},
             state=SagaState.new(definition).to_json(),
             correlation_id=order_id,

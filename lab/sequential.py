@@ -30,11 +30,12 @@ def chained(definition: SagaDefinition) -> SagaDefinition:
 
 
 def install() -> None:
-    """Re-register the order saga as a chain when LAB_SEQUENTIAL_SAGAS=1 (in the lab's ready(),
-    which runs after the Order Service registered it)."""
+    """Re-register every version of the order saga as a chain when LAB_SEQUENTIAL_SAGAS=1 (in
+    the lab's ready(), which runs after the Order Service registered them)."""
     if os.environ.get(ENV) != "1":
         return
     from orders.saga import ORDER_SAGA
     from sagas import registry
 
-    registry.register(chained(registry.definition(ORDER_SAGA)))
+    for version in registry.versions(ORDER_SAGA):
+        registry.register(chained(registry.definition(ORDER_SAGA, version)))

@@ -12,7 +12,7 @@ class OrdersConfig(AppConfig):
         # Imported here, not at module level: handlers import models, which need a ready registry.
         from orders import handlers, messages
         from orders.models import OrderStepRecord
-        from orders.saga import order_saga
+        from orders.saga import order_saga_versions
         from sagas import participant, registry
         from sagas.config import saga_config
 
@@ -25,4 +25,6 @@ class OrdersConfig(AppConfig):
         )
         # Approval runs after the saga's pivot: it is retried until it succeeds, never undone.
         participant.register(action=messages.APPROVE, record=OrderStepRecord, do=handlers.approve)
-        registry.register(order_saga(saga_config()))
+        # Every version an order in flight may still use, not only the current one.
+        for definition in order_saga_versions(saga_config()):
+            registry.register(definition)

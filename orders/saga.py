@@ -6,11 +6,15 @@ up front), so they run at once. schedule_shipment is the pivot: once a shipment 
 order goes forward, and approve_order is retried until it succeeds. If any step up to and
 including the pivot fails (shipping refuses the address, say), every step that was sent is
 compensated, children before parents.
+
+The saga is versioned (docs/architecture.md §10): `ORDER_SAGA_VERSIONS` holds every version an
+order in flight may still use, and the Order Service registers them all; new orders start with
+the last.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -104,7 +108,13 @@ class OrderSagaData:
         )
 
 
-def order_saga(config: SagaConfig) -> SagaDefinition:
+def order_saga_v1(config: SagaConfig) -> SagaDefinition:
+    """Version 1: the three independent steps, the shipment as the pivot, then the approval.
+
+    A version's step graph never changes once orders use it (they are decided by it to the end);
+    the settings it reads (retry policies, deadlines) may, as they do for every version.
+    """
+
     def step(
         name: str,
         action: str,
@@ -133,7 +143,8 @@ def order_saga(config: SagaConfig) -> SagaDefinition:
     )
     return SagaDefinition(
         ORDER_SAGA,
-        (
+        version=1,
+        steps=(
             step("create_order", "orders.create", "orders.cancel"),
             step("reserve_stock", "inventory.reserve", "inventory.release"),
             step("charge_payment", "payments.charge", "payments.refund"),
@@ -150,3 +161,27 @@ def order_saga(config: SagaConfig) -> SagaDefinition:
             ),
         ),
     )
+
+
+# Every version of the order saga that an order in flight may still use, oldest first; new
+# orders start with the last. To change the saga, add a version beside the others, e.g.
+#
+#     def order_saga_v2(config: SagaConfig) -> SagaDefinition:
+#         v1 = order_saga_v1(config)
+#         return replace(v1, version=2, steps=(*v1.steps, Step("notify_customer", ...)))
+#
+#     ORDER_SAGA_VERSIONS = (order_saga_v1, order_saga_v2)
+#
+# deploy, and remove order_saga_v1 once `manage.py saga versions` shows no order of version 1 in
+# flight (the check sagas.E004 refuses a deploy that removes it sooner).
+ORDER_SAGA_VERSIONS: tuple[Callable[[SagaConfig], SagaDefinition], ...] = (order_saga_v1,)
+
+
+def order_saga_versions(config: SagaConfig) -> list[SagaDefinition]:
+    """Every registered version, oldest first."""
+    return [build(config) for build in ORDER_SAGA_VERSIONS]
+
+
+def order_saga(config: SagaConfig) -> SagaDefinition:
+    """The current version: the one new orders start with."""
+    return ORDER_SAGA_VERSIONS[-1](config)

@@ -64,7 +64,10 @@ def step_rows(saga: Saga, events: list[SagaEvent]) -> list[StepRow]:
     """The step log (`saga.state`) in the definition's order, with each step's kind from the
     definition and its duration from the timeline."""
     try:
-        kinds = {step.name: step.kind.value for step in registry.definition(saga.type).steps}
+        kinds = {
+            step.name: step.kind.value
+            for step in registry.definition(saga.type, saga.version).steps
+        }
     except LookupError:  # a saga type no longer registered still shows, in the stored order
         kinds = {}
     logged = saga.state["steps"]
@@ -111,6 +114,7 @@ class SagaAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "type",
+        "version",
         "status",
         "reason_code",
         "correlation_id",
@@ -119,12 +123,13 @@ class SagaAdmin(admin.ModelAdmin):
         "due",
         "lease_owner",
     )
-    list_filter = ("status", "type", "reason_code")
+    list_filter = ("status", "type", "version", "reason_code")
     search_fields = ("id", "correlation_id")
     ordering = ("-created_at",)
     fields = (
         "id",
         "type",
+        "version",
         "status",
         "reason",
         "correlation_id",

@@ -43,6 +43,9 @@ class Saga(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=64)
+    # The version of the type's definition the saga started with, and is decided by to the end
+    # (docs/architecture.md §10). Rows from before versions existed are version 1.
+    version = models.PositiveIntegerField(default=1)
     status = models.CharField(
         max_length=16,
         choices=[(s.value, s.value) for s in SagaStatus],

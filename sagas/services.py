@@ -25,12 +25,16 @@ def start_saga(
     owner_id: int | None = None,
     saga_id: uuid.UUID | None = None,
 ) -> Saga:
-    """Create a saga and queue its first commands in one transaction of the saga database."""
-    definition = registry.definition(saga_type)
+    """Create a saga and queue its first commands in one transaction of the saga database.
+
+    The saga starts with its type's latest registered definition and records that version: it is
+    decided by it to the end, whatever versions are registered later."""
+    definition = registry.latest(saga_type)
     now = timezone.now()
     saga = Saga(
         id=saga_id or uuid.uuid4(),
         type=saga_type,
+        version=definition.version,
         data=data,
         state=SagaState.new(definition).to_json(),
         correlation_id=correlation_id,
@@ -73,6 +77,10 @@ def _operator_action(saga_id: uuid.UUID | str, action: Input) -> Saga:
             saga = Saga.objects.select_for_update(no_key=True).get(id=saga_id)
         except (Saga.DoesNotExist, ValidationError, ValueError):
             raise SagaNotFound(f"no saga {saga_id}") from None
+        try:
+            registry.definition(saga.type, saga.version)
+        except LookupError as exc:  # a deploy removed its version: nothing here can decide it
+            raise SagaActionRejected(str(exc)) from None
         was_stuck = saga.status == SagaStatus.STUCK
         before = saga.state
         commands, events, rejected = store.apply(saga, [action], now)

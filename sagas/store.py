@@ -56,7 +56,7 @@ def apply(
     Returns the commands to enqueue, the events to append, and the first rejection of an
     operator input ("" if none). The caller holds the row lock and saves.
     """
-    definition = registry.definition(saga.type)
+    definition = registry.definition(saga.type, saga.version)
     state = SagaState.from_json(saga.state)
     before = state.status
     commands: list[Command] = []
@@ -97,6 +97,7 @@ def _observe(saga: Saga, before: SagaStatus, after: SagaStatus, events: list[Sag
             event.kind,
             extra={
                 "saga_id": str(saga.id),
+                "saga_version": saga.version,
                 "order_id": saga.correlation_id,
                 "step": event.step,
                 "attempt": event.attempt,

@@ -67,7 +67,7 @@ class SagaList(generics.ListAPIView):
 def saga_detail(saga: Saga) -> dict[str, Any]:
     """A saga with its step log and its event timeline, in the order things happened."""
     try:
-        steps = registry.definition(saga.type).steps
+        steps = registry.definition(saga.type, saga.version).steps
         kinds = {step.name: step.kind.value for step in steps}
     except LookupError:  # a saga type no longer registered still shows
         kinds = {}

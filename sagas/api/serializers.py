@@ -49,6 +49,11 @@ class SagaSerializer(serializers.Serializer):
 
     id = serializers.UUIDField(read_only=True)
     type = serializers.CharField(read_only=True)
+    version = serializers.IntegerField(
+        read_only=True,
+        min_value=1,
+        help_text="The version of the type's definition the saga started with and runs by.",
+    )
     status = serializers.ChoiceField(choices=SAGA_STATUSES, read_only=True)
     reason = ReasonSerializer(read_only=True, allow_null=True)
     correlation_id = serializers.CharField(read_only=True, help_text="The order id of an order.")
@@ -61,6 +66,7 @@ class SagaSerializer(serializers.Serializer):
         view = {
             "id": saga.id,
             "type": saga.type,
+            "version": saga.version,
             "status": saga.status,
             "reason": reason_of(saga),
             "correlation_id": saga.correlation_id,

@@ -61,38 +61,50 @@ class SagaDefinition:
     A definition is plain data: `problems()` lists what breaks its rules, and the engine's system
     checks (sagas.checks) refuse to start with a registered definition that has any, as Django's
     admin checks its registered options.
+
+    `version` numbers the definitions of one saga type. A saga is decided, from its first step to
+    its last, by the version it started with (docs/architecture.md §10): a changed step graph is a
+    new version registered beside the old one, never an edit of a version sagas already use.
     """
 
     name: str
     steps: tuple[Step, ...]
+    version: int = 1
+
+    @property
+    def label(self) -> str:
+        """How logs and messages name this definition: `order v2`."""
+        return f"{self.name} v{self.version}"
 
     def problems(self) -> list[str]:
         """Every broken rule: unique step names, dependencies listed before their dependents (so
         the graph is acyclic and every dependency is known), and Richardson's step kinds."""
         found: list[str] = []
+        if self.version < 1:
+            found.append(f"{self.label}: version must be at least 1, not {self.version}")
         seen: set[str] = set()
         pivots = [s for s in self.steps if s.kind is StepKind.PIVOT]
         if len(pivots) > 1:
-            found.append(f"{self.name}: at most one pivot step")
+            found.append(f"{self.label}: at most one pivot step")
         for step in self.steps:
             if step.name in seen:
-                found.append(f"{self.name}: duplicate step {step.name!r}")
+                found.append(f"{self.label}: duplicate step {step.name!r}")
             missing = [d for d in step.depends_on if d not in seen]
             if missing:
                 found.append(
-                    f"{self.name}: {step.name!r} depends on {missing}, which must be listed before it"
+                    f"{self.label}: {step.name!r} depends on {missing}, which must be listed before it"
                 )
             if step.kind is StepKind.COMPENSATABLE and step.compensation is None:
-                found.append(f"{self.name}: compensatable step {step.name!r} needs a compensation")
+                found.append(f"{self.label}: compensatable step {step.name!r} needs a compensation")
             if step.kind is StepKind.RETRIABLE and step.compensation is not None:
-                found.append(f"{self.name}: retriable step {step.name!r} is never compensated")
+                found.append(f"{self.label}: retriable step {step.name!r} is never compensated")
             # Ancestors are only known once every dependency is.
             if (
                 step.kind is StepKind.RETRIABLE
                 and not missing
                 and not (pivots and pivots[0].name in self.ancestors(step.name))
             ):
-                found.append(f"{self.name}: retriable step {step.name!r} must follow the pivot")
+                found.append(f"{self.label}: retriable step {step.name!r} must follow the pivot")
             seen.add(step.name)
         return found
 

@@ -115,7 +115,7 @@ def _known_reasons() -> list[str]:
 
 def _detail(saga: Saga) -> dict[str, Any]:
     try:
-        definition = registry.definition(saga.type)
+        definition = registry.definition(saga.type, saga.version)
     except LookupError:  # a saga type no longer registered still shows
         definition = None
     events = [
@@ -126,7 +126,8 @@ def _detail(saga: Saga) -> dict[str, Any]:
     ]
     end = saga.finished_at or timezone.now()
     return {
-        "saga": feed.summary(saga),
+        # The version only here: the live rows stay as small as they were.
+        "saga": {**feed.summary(saga), "version": saga.version},
         "created_at": saga.created_at,
         "finished_at": saga.finished_at,
         "timeline": timeline.build(

@@ -1,4 +1,5 @@
-"""Management commands: seed_demo, saga (list/show/retry/compensate/purge), saga_audit; and the
+"""Management commands: seed_demo, saga (list/show/retry/compensate/purge/versions), saga_audit;
+and the
 helpers they rest on (fault specs). The cluster watchdog's stall rule is in
 tests/unit/test_cluster_watchdog.py."""
 
@@ -138,6 +139,33 @@ def test_saga_purge_deletes_only_finished_sagas_older_than_the_cutoff() -> None:
     assert Saga.objects.count() == 3
     run("saga", "purge", "--days", "30")
     assert set(Saga.objects.values_list("id", flat=True)) == {recent.id, running.id}
+
+
+def test_saga_versions_shows_each_version_in_use_with_its_in_flight_and_total_counts() -> None:
+    done, running, lost = order_saga(), order_saga(), order_saga()
+    Saga.objects.filter(id=done.id).update(status="completed")
+    Saga.objects.filter(id__in=[running.id, lost.id]).update(status="running")
+    Saga.objects.filter(id=lost.id).update(version=4)
+
+    text = run("saga", "versions")
+    rows = json.loads(run("saga", "versions", "--json"))
+
+    assert text.splitlines()[1:] == [
+        "order              1          1         2  new sagas start here",
+        "order              4          1         1  NOT REGISTERED",
+    ]
+    assert rows == [
+        {"type": "order", "version": 1, "registered": True, "current": True, "in_flight": 1,
+         "total": 2},
+        {"type": "order", "version": 4, "registered": False, "current": False, "in_flight": 1,
+         "total": 1},
+    ]  # fmt: skip
+
+
+def test_saga_versions_lists_a_registered_version_no_saga_uses_yet() -> None:
+    assert run("saga", "versions").splitlines()[1:] == [
+        "order              1          0         0  new sagas start here"
+    ]
 
 
 def test_saga_audit_passes_on_a_consistent_database_and_flags_a_stray_charge() -> None:

@@ -131,7 +131,7 @@ def small_budgets() -> Iterator[SagaDefinition]:
     """The order saga as production defines it, but every step allowed two attempts (and two
     per compensation round): a few steps of a hostile network then exhaust a budget, so the
     paths where a saga gives up, parks or is retried by an operator are walked in every run."""
-    original = registry.definition(ORDER_SAGA)
+    original = registry.latest(ORDER_SAGA)
     config = saga_config()
     shape = order_saga(config)
     small = replace(
@@ -348,7 +348,7 @@ def check_effects_match_stored_replies(effect: Effect) -> None:
 
 def step_record(saga_id: str, step: str) -> tuple[Any, Any] | None:
     """(action reply, compensation reply) its service stored for a saga's step, None if none."""
-    action = registry.definition(ORDER_SAGA).step(step).action
+    action = registry.latest(ORDER_SAGA).step(step).action
     return stored_replies(Command(action, saga_id, step, False, 1))
 
 
@@ -357,7 +357,7 @@ def compensation_after_its_dependents(command: Command, run: transport.Perform) 
     undone there, or did nothing (never sent, or refused): compensations run in reverse
     dependency order, as the services see them."""
     if command.compensation:
-        for child in registry.definition(ORDER_SAGA).dependents(command.step):
+        for child in registry.latest(ORDER_SAGA).dependents(command.step):
             record = step_record(command.saga_id, child.name)
             if record is None:
                 continue
@@ -695,7 +695,7 @@ class SagaSystem(RuleBasedStateMachine):
         """Every task queued for one service is lost, the step deadline passes, and a worker
         reads every due saga: what was in flight goes out again, until attempts run out."""
         OrmQ.objects.filter(key=queue).delete()
-        advance_clock(registry.definition(ORDER_SAGA).steps[0].deadline + 1)
+        advance_clock(registry.latest(ORDER_SAGA).steps[0].deadline + 1)
         claimed = store.claim("worker-1", CLAIM_ALL, LEASE_SECONDS)
         assert store.process("worker-1", claimed) == len(claimed)
 
@@ -818,7 +818,7 @@ class SagaSystem(RuleBasedStateMachine):
 
     @invariant()
     def every_saga_took_a_path_its_definition_allows(self) -> None:
-        definition = registry.definition(ORDER_SAGA)
+        definition = registry.latest(ORDER_SAGA)
         logs: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
         for saga_id, kind, step, attempt in SagaEvent.objects.order_by("id").values_list(
             "saga_id", "kind", "step", "attempt"

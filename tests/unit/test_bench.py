@@ -72,14 +72,14 @@ def test_the_chained_order_saga_sends_one_step_at_a_time() -> None:
 def test_the_lab_chains_the_registered_order_saga_only_when_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    registered = registry.definition(ORDER_SAGA)
+    registered = registry.latest(ORDER_SAGA)
     try:
         monkeypatch.delenv(sequential.ENV, raising=False)
         sequential.install()
-        assert registry.definition(ORDER_SAGA) is registered
+        assert registry.latest(ORDER_SAGA) is registered
         monkeypatch.setenv(sequential.ENV, "1")
         sequential.install()
-        assert registry.definition(ORDER_SAGA) == sequential.chained(registered)
+        assert registry.latest(ORDER_SAGA) == sequential.chained(registered)
     finally:
         registry.register(registered)
 

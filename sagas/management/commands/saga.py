@@ -1,8 +1,10 @@
-"""`manage.py saga list|show|retry|compensate|purge`: inspect and repair sagas from a shell."""
+"""`manage.py saga list|show|retry|compensate|purge|versions`: inspect and repair sagas from a
+shell."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from sagas import services
+from sagas import services, versions
 from sagas.core.state import SagaStatus
 from sagas.exceptions import SagaError
 from sagas.models import Saga
@@ -19,7 +21,7 @@ STATUSES = [s.value for s in SagaStatus]
 
 
 class Command(BaseCommand):
-    help = "Inspect and repair sagas: list, show, retry, compensate, purge."
+    help = "Inspect and repair sagas: list, show, retry, compensate, purge, versions."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -39,6 +41,10 @@ class Command(BaseCommand):
         purge = sub.add_parser("purge", help="delete finished sagas older than --days")
         purge.add_argument("--days", type=float, required=True)
         purge.add_argument("--dry-run", action="store_true")
+        in_use = sub.add_parser(
+            "versions", help="definition versions: registered, in flight, total sagas"
+        )
+        in_use.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
         getattr(self, f"do_{options['action']}")(options)
@@ -115,6 +121,21 @@ class Command(BaseCommand):
             return
         finished.delete()  # events and replies go with them (cascade)
         self.stdout.write(f"{count} finished saga(s) purged")
+
+    def do_versions(self, options: dict[str, Any]) -> None:
+        """A version may be removed from the code once it shows no saga in flight."""
+        rows = versions.version_use()
+        if options["json"]:
+            self.stdout.write(json.dumps([asdict(row) for row in rows], indent=2))
+            return
+        self.stdout.write(f"{'TYPE':<12} {'VERSION':>7}  {'IN FLIGHT':>9} {'TOTAL':>9}  NOTE")
+        for row in rows:
+            note = "new sagas start here" if row.current else ""
+            if not row.registered:
+                note = "NOT REGISTERED" if row.in_flight else "not registered (none in flight)"
+            self.stdout.write(
+                f"{row.type:<12} {row.version:>7}  {row.in_flight:>9} {row.total:>9}  {note}".rstrip()
+            )
 
     def _each(self, saga_ids: list[str], action: Any) -> None:
         """Act on each saga; an action refused for any of them exits non-zero, saying why."""
