@@ -237,10 +237,11 @@ def land(replies: list[Reply]) -> list[str]:
     these replies and its timers go through the transition, and the fence is bumped so that a
     worker whose lease ran out cannot also decide it. A saga a worker has leased gets the reply
     in its inbox and is made due. A saga whose row is locked (a worker or another delivery is
-    deciding it) gets the reply in its inbox; its id is returned, and the caller must then
-    `land_waiting` those ids in a transaction of their own, after this one commits. Waiting for
-    those rows here, while holding the rows decided above, could deadlock with a worker that
-    locks in id order. Replies for unknown sagas are dropped with a warning.
+    deciding it) is waited for when it is the only saga of the batch. In a larger batch it gets
+    the reply in its inbox; its id is returned, and the caller must then `land_waiting` those ids
+    in a transaction of their own, after this one commits: waiting for those rows here, while
+    holding the rows decided above, could deadlock with a worker that locks in id order. Replies
+    for unknown sagas are dropped with a warning.
     """
     if not replies:
         return []
@@ -252,6 +253,12 @@ def land(replies: list[Reply]) -> list[str]:
         .filter(id__in=sorted(arriving))
         .order_by("id")
     )
+    if not rows and len(arriving) == 1:
+        # One saga, locked by its worker or another reply: wait for it here. Holding no other
+        # saga row, this wait cannot close a cycle, and it saves the second transaction.
+        rows = list(
+            _with_lease(Saga.objects.select_for_update(no_key=True)).filter(id__in=list(arriving))
+        )
     free = [saga for saga in rows if not saga.leased]
     leased = [saga for saga in rows if saga.leased]
     locked = set(arriving) - {str(saga.id) for saga in rows}

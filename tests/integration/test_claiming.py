@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.saga import ORDER_SAGA
@@ -236,3 +236,48 @@ def test_a_saga_the_engine_cannot_process_is_parked_stuck_and_a_retry_puts_it_ba
     assert retried.due_at is not None and retried.due_at <= timezone.now()
     events = SagaEvent.objects.filter(saga_id=saga_id).order_by("id")
     assert list(events.values_list("kind", flat=True))[-2:] == ["engine_error", "saga_running"]
+
+
+def test_a_batch_decides_the_free_saga_at_once_and_the_locked_one_after_its_lock() -> None:
+    free_id, held_id = due_sagas(2)
+    Saga.objects.filter(id__in=[free_id, held_id]).update(due_at=None)
+    holding, release, delivered = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:  # a worker deciding `held_id` right now
+        try:
+            with transaction.atomic():
+                Saga.objects.select_for_update(no_key=True).get(id=held_id)
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def deliver() -> None:
+        try:
+            transport.deliver(
+                [reply_for(free_id, "reserve_stock"), reply_for(held_id, "reserve_stock")]
+            )
+            delivered.set()
+        finally:
+            connection.close()
+
+    holder, deliverer = threading.Thread(target=hold), threading.Thread(target=deliver)
+    holder.start()
+    assert holding.wait(10)
+    deliverer.start()
+
+    def step(saga_id: uuid.UUID) -> str:
+        return str(Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"])
+
+    deadline = timezone.now() + timedelta(seconds=10)
+    while step(free_id) != "succeeded" and timezone.now() < deadline:
+        threading.Event().wait(0.05)
+    assert step(free_id) == "succeeded"  # committed while the other saga is still locked
+    assert step(held_id) != "succeeded" and not delivered.is_set()
+    assert SagaReply.objects.filter(saga_id=held_id).count() == 1  # safe in its inbox meanwhile
+    release.set()
+    holder.join(10)
+    deliverer.join(10)
+    assert delivered.is_set()
+    assert step(held_id) == "succeeded"
+    assert not SagaReply.objects.filter(saga_id__in=[free_id, held_id]).exists()
