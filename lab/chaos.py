@@ -247,7 +247,7 @@ class Chaos:
         """Send again a command a saga already sent, and repeat a success it already got."""
         from django.db import transaction
 
-        from sagas import registry, transport
+        from sagas import outbox, registry, transport
         from sagas.messages import Command, Outcome, Reply
         from sagas.models import Saga
 
@@ -263,7 +263,7 @@ class Chaos:
             command = Command(
                 definition.step(name).action, str(saga.id), name, False, step["attempts"], saga.data
             )
-            transport.enqueue([command])
+            outbox.enqueue([command])
         transport.deliver(
             [Reply(str(saga.id), name, False, step["attempts"], Outcome.OK)]
             if step["status"] == StepStatus.SUCCEEDED

@@ -137,8 +137,12 @@ def database_config(url: str) -> dict[str, Any]:
             },
             "TEST": {"NAME": str(SQLITE_PATH.with_name("test.sqlite3"))},
         }
+    # Health checks (a `SELECT 1` before the first query after each request or task) guard the
+    # web pool's connections. The workers skip them: it was one more round trip and transaction
+    # per task, and a worker drops its connection after any database error anyway (Django closes
+    # a connection that saw an error and is no longer usable, at the next task or loop).
     config: dict[str, Any] = dict(
-        dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
+        dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=ASGI_SERVER)
     )
     if config["ENGINE"] == "django.db.backends.postgresql":
         config["ENGINE"] = "django_prometheus.db.backends.postgresql"
@@ -286,6 +290,8 @@ Q_CLUSTER = {
     "bulk": env_int("Q_BULK", 4),
     "queue_limit": env_int("Q_QUEUE_LIMIT", 4),
     "poll": env_float("Q_POLL_SECONDS", 0.05),
+    # Commands carry the saga's data: compressed, a queue row writes about half the WAL.
+    "compress": True,
     "save_limit": -1,  # successes leave no row; failures are always saved and shown in the admin
     "catch_up": False,
     "label": "Service queues",

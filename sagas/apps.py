@@ -8,10 +8,18 @@ class SagasConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django_q.signals import post_execute_in_worker, pre_execute
+
         from sagas import checks as saga_checks
+        from sagas import transport
 
         checks.register(saga_checks.check_settings, saga_checks.TAG)
         checks.register(saga_checks.check_definitions, saga_checks.TAG)
         # It reads the saga table: tagged `database`, so that Django runs it only when given
         # databases to check, as it does its own database checks.
         checks.register(saga_checks.check_versions_in_flight, saga_checks.TAG, checks.Tags.database)
+        # Command tasks acknowledge themselves with their replies (sagas.transport).
+        pre_execute.connect(transport.take_acknowledgement, dispatch_uid="sagas.own_ack")
+        post_execute_in_worker.connect(
+            transport.give_back_acknowledgement, dispatch_uid="sagas.own_ack_back"
+        )

@@ -46,10 +46,12 @@ class PostgresBroker(ORM):
     def __init__(self, list_key: str | None = None) -> None:
         super().__init__(list_key=list_key)
         self._listener = Listener(channel(self.list_key or Conf.CLUSTER_NAME), Conf.ORM)
+        self._drained = False
 
     def __setstate__(self, state: Any) -> None:
         super().__setstate__(state)
         self._listener = Listener(channel(self.list_key or Conf.CLUSTER_NAME), Conf.ORM)
+        self._drained = False
 
     @property
     def _connection(self) -> Any:
@@ -63,6 +65,12 @@ class PostgresBroker(ORM):
     def dequeue(self) -> list[tuple[Any, str]] | None:
         if self._connection.vendor != "postgresql":
             return super().dequeue()
+        if self._drained:
+            # The last claim took fewer tasks than it could: the queue was empty then. Wait
+            # for the next NOTIFY (one that came meanwhile returns at once) instead of asking
+            # again: that empty claim was one more transaction per task.
+            self._drained = False
+            self._listener.wait(max(Conf.POLL, MAX_IDLE_WAIT))
         try:
             self.get_connection()  # closes stale connections between looks, as the ORM broker does
             with transaction.atomic(using=Conf.ORM), self._connection.cursor() as cursor:
@@ -78,6 +86,7 @@ class PostgresBroker(ORM):
             time.sleep(0.5)
             return None
         if tasks:
+            self._drained = len(tasks) < Conf.BULK
             return tasks
         self._listener.wait(max(Conf.POLL, MAX_IDLE_WAIT))
         return None

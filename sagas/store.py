@@ -12,17 +12,18 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from sagas import metrics, registry, transport
+from sagas import metrics, outbox, registry
 from sagas.broker import NO_FLUSH_WAIT
 from sagas.core.state import EventKind, SagaState, SagaStatus
 from sagas.core.transition import Input, Replied, Tick, decide
-from sagas.messages import Command
+from sagas.messages import Command, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
 from sagas.notify import notify
 
@@ -33,6 +34,8 @@ log = logging.getLogger("sagas")
 # commit however many channels it notifies: only decisions that send nothing (a saga finishing)
 # pay for it.
 EVENTS_CHANNEL = "saga_events"
+# NOTIFYed when a saga is made due for the saga workers (sagas.worker listens).
+WAKE_CHANNEL = "saga_wake"
 _random = random.Random()
 
 SAVED_FIELDS = [
@@ -45,6 +48,7 @@ SAVED_FIELDS = [
     "lease_until",
     "finished_at",
     "updated_at",
+    "fence",
 ]
 
 
@@ -119,11 +123,38 @@ def _observe(saga: Saga, before: SagaStatus, after: SagaStatus, events: list[Sag
 def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) -> None:
     """Write decisions: saga rows, their events and their commands (the outbox), in the caller's
     transaction."""
-    Saga.objects.bulk_update(sagas, SAVED_FIELDS)
+    _save(sagas)
     SagaEvent.objects.bulk_create(events)
-    transport.enqueue(commands)
+    outbox.enqueue(commands)
     if events:
         notify(EVENTS_CHANNEL)
+
+
+def _save(sagas: list[Saga]) -> None:
+    """Write the decided fields of `sagas`: on PostgreSQL one `UPDATE ... FROM (VALUES ...)`
+    (`bulk_update`'s CASE per column costs the workers more than the decision itself)."""
+    if not sagas:
+        return
+    if connection.vendor != "postgresql":
+        Saga.objects.bulk_update(sagas, SAVED_FIELDS)
+        return
+    fields = [field for field in Saga._meta.concrete_fields if field.name in SAVED_FIELDS]
+    columns = [connection.ops.quote_name(field.get_attname_column()[1] or "") for field in fields]
+    row = "(%s::uuid, " + ", ".join(f"%s::{field.db_type(connection)}" for field in fields) + ")"
+    params: list[Any] = []
+    for saga in sagas:
+        params.append(saga.id)
+        params += [
+            field.get_db_prep_save(getattr(saga, field.attname), connection) for field in fields
+        ]
+    sql = (
+        f"UPDATE {Saga._meta.db_table} AS s SET "
+        + ", ".join(f"{column} = v.{column}" for column in columns)
+        + f" FROM (VALUES {', '.join([row] * len(sagas))}) AS v(id, {', '.join(columns)})"
+        + " WHERE s.id = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def claim(worker: str, limit: int, lease_seconds: float) -> dict[uuid.UUID, int]:
@@ -195,37 +226,142 @@ def process(worker: str, claimed: dict[uuid.UUID, int]) -> int:
                 "lease lost before processing",
                 extra={"worker": worker, "lost": len(claimed) - len(sagas)},
             )
-        inbox: dict[uuid.UUID, list[SagaReply]] = defaultdict(list)
-        for reply in SagaReply.objects.filter(saga_id__in=[s.id for s in sagas]).order_by("id"):
-            inbox[reply.saga_id].append(reply)
-        commands: list[Command] = []
-        events: list[SagaEvent] = []
-        for saga in sagas:
-            inputs: list[Input] = [Replied.of(r.to_reply()) for r in inbox[saga.id]]
-            try:
-                saga_commands, saga_events, _ = apply(saga, [*inputs, Tick()], now)
-            except Exception as exc:  # a bug or a corrupt row: park this saga, not the batch
-                log.exception("saga could not be processed", extra={"saga_id": str(saga.id)})
-                _park(saga)
-                saga_commands, saga_events = (
-                    [],
-                    [
-                        SagaEvent(
-                            saga=saga,
-                            at=now,
-                            kind=EventKind.ENGINE_ERROR,
-                            detail={"error": repr(exc)[:500]},
-                        )
-                    ],
-                )
-                inbox.pop(saga.id, None)  # keep its replies for when it is repaired
-            commands += saga_commands
-            events += saga_events
-            saga.lease_owner, saga.lease_until = "", None
-        record(sagas, commands, events)
-        SagaReply.objects.filter(id__in=[r.id for rs in inbox.values() for r in rs]).delete()
+        _decide(sagas, {}, now)
     metrics.BATCH_SIZE.observe(len(sagas))
     return len(sagas)
+
+
+def land(replies: list[Reply]) -> list[str]:
+    """Decide on `replies` where they land, in the caller's transaction on the saga database.
+
+    A saga that nobody holds (row unlocked, no live lease) is decided here, at once: its inbox,
+    these replies and its timers go through the transition, and the fence is bumped so that a
+    worker whose lease ran out cannot also decide it. A saga a worker has leased gets the reply
+    in its inbox and is made due. A saga whose row is locked (a worker or another delivery is
+    deciding it) is waited for when it is the only saga of the batch. In a larger batch it gets
+    the reply in its inbox; its id is returned, and the caller must then `land_waiting` those ids
+    in a transaction of their own, after this one commits: waiting for those rows here, while
+    holding the rows decided above, could deadlock with a worker that locks in id order. Replies
+    for unknown sagas are dropped with a warning.
+    """
+    if not replies:
+        return []
+    arriving: dict[str, list[Reply]] = defaultdict(list)
+    for reply in replies:
+        arriving[reply.saga_id].append(reply)
+    rows = list(
+        _with_lease(Saga.objects.select_for_update(no_key=True, skip_locked=True))
+        .filter(id__in=sorted(arriving))
+        .order_by("id")
+    )
+    if not rows and len(arriving) == 1:
+        # One saga, locked by its worker or another reply: wait for it here. Holding no other
+        # saga row, this wait cannot close a cycle, and it saves the second transaction.
+        rows = list(
+            _with_lease(Saga.objects.select_for_update(no_key=True)).filter(id__in=list(arriving))
+        )
+    free = [saga for saga in rows if not saga.leased]
+    leased = [saga for saga in rows if saga.leased]
+    locked = set(arriving) - {str(saga.id) for saga in rows}
+    if locked:
+        locked = {str(pk) for pk in Saga.objects.filter(id__in=locked).values_list("id", flat=True)}
+    dropped = set(arriving) - {str(saga.id) for saga in rows} - locked
+    if dropped:
+        log.warning("replies for unknown sagas dropped", extra={"count": len(dropped)})
+    waiting = [str(saga.id) for saga in leased] + sorted(locked)
+    SagaReply.objects.bulk_create(
+        [SagaReply.from_reply(reply) for saga_id in waiting for reply in arriving[saga_id]]
+    )
+    if leased:
+        Saga.objects.filter(id__in=[saga.id for saga in leased]).update(due_at=Now())
+        notify(WAKE_CHANNEL)  # nudge the worker that holds it; polling covers a lost nudge
+    for saga in free:
+        saga.fence += 1
+    _decide(
+        free,
+        {saga_id: arriving[saga_id] for saga_id in map(str, (s.id for s in free))},
+        timezone.now(),
+    )
+    return sorted(locked)
+
+
+def land_waiting(saga_ids: list[str]) -> None:
+    """Decide sagas whose replies `land` left in their inboxes while their rows were locked.
+
+    Waits for the rows in id order, as the workers lock them. A saga leased meanwhile is made
+    due for its worker instead."""
+    with transaction.atomic():
+        rows = list(
+            _with_lease(Saga.objects.select_for_update(no_key=True))
+            .filter(id__in=saga_ids)
+            .order_by("id")
+        )
+        leased = [saga.id for saga in rows if saga.leased]
+        if leased:
+            Saga.objects.filter(id__in=leased).update(due_at=Now())
+            notify(WAKE_CHANNEL)
+        free = [saga for saga in rows if not saga.leased]
+        for saga in free:
+            saga.fence += 1
+        _decide(free, {}, timezone.now(), only_with_inbox=True)
+
+
+def _with_lease(sagas: Any) -> Any:
+    """Annotate each saga with whether a worker's lease on it is live (by the database clock)."""
+    return sagas.annotate(
+        leased=ExpressionWrapper(Q(lease_until__gt=Now()), output_field=BooleanField())
+    )
+
+
+def _decide(
+    sagas: list[Saga],
+    arriving: dict[str, list[Reply]],
+    now: datetime,
+    only_with_inbox: bool = False,
+) -> None:
+    """Run each saga's inbox, the `arriving` replies and its timers through the transition and
+    write the decisions; the consumed inbox rows are deleted. Call holding the sagas' row locks,
+    inside the transaction. A saga that cannot be processed is parked, its replies kept."""
+    inbox: dict[uuid.UUID, list[SagaReply]] = defaultdict(list)
+    if sagas:
+        for reply in SagaReply.objects.filter(saga_id__in=[s.id for s in sagas]).order_by("id"):
+            inbox[reply.saga_id].append(reply)
+    if only_with_inbox:
+        sagas = [saga for saga in sagas if inbox[saga.id]]
+    if not sagas:
+        return
+    commands: list[Command] = []
+    events: list[SagaEvent] = []
+    for saga in sagas:
+        inputs: list[Input] = [Replied.of(r.to_reply()) for r in inbox[saga.id]]
+        inputs += [Replied.of(r) for r in arriving.get(str(saga.id), ())]
+        try:
+            saga_commands, saga_events, _ = apply(saga, [*inputs, Tick()], now)
+        except Exception as exc:  # a bug or a corrupt row: park this saga, not the batch
+            log.exception("saga could not be processed", extra={"saga_id": str(saga.id)})
+            _park(saga)
+            saga_commands, saga_events = (
+                [],
+                [
+                    SagaEvent(
+                        saga=saga,
+                        at=now,
+                        kind=EventKind.ENGINE_ERROR,
+                        detail={"error": repr(exc)[:500]},
+                    )
+                ],
+            )
+            inbox.pop(saga.id, None)  # keep its replies for when it is repaired
+            SagaReply.objects.bulk_create(
+                [SagaReply.from_reply(r) for r in arriving.get(str(saga.id), ())]
+            )
+        commands += saga_commands
+        events += saga_events
+        saga.lease_owner, saga.lease_until = "", None
+    record(sagas, commands, events)
+    consumed = [r.id for saga in sagas for r in inbox.get(saga.id, ())]
+    if consumed:
+        SagaReply.objects.filter(id__in=consumed).delete()
 
 
 def _park(saga: Saga) -> None:
@@ -244,8 +380,8 @@ def take_over(saga: Saga, commands: list[Command], events: list[SagaEvent]) -> N
     that worker can no longer commit anything for it.
     """
     saga.lease_owner, saga.lease_until = "", None
+    saga.fence += 1
     record([saga], commands, events)
-    Saga.objects.filter(id=saga.id).update(fence=F("fence") + 1)
 
 
 def seconds_until_due() -> float:

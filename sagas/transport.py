@@ -1,30 +1,33 @@
-"""The django-q2 transport: commands out to one queue per service, replies back to the inbox.
+"""The django-q2 transport: a service worker performs commands and lands their replies.
 
-Commands are enqueued through the ORM broker inside the transaction that decided them (the broker
-table lives in the saga database), so a decision and its messages commit or roll back together.
-django-q2 delivers at least once; `perform` makes a repeat harmless and answers with the stored
-reply, and a reply is delivered again whenever its command is.
+Commands arrive as django-q2 tasks (sagas.outbox). django-q2 delivers at least once; `perform`
+makes a repeat harmless and answers with the stored reply, and a reply is delivered again
+whenever its command is. The replies land in their sagas (`store.land`): a saga nobody holds is
+decided there and then, so the next commands leave from the same transaction.
+
+When the services' tables share the saga database, the effects, their stored replies, the
+decisions and the task's own acknowledgement commit as one transaction: one commit per task.
+A service in a database of its own commits its effect and stored reply first; the reply then
+lands in a second transaction, and a crash between the two re-sends the stored reply when
+django-q2 delivers the task again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from typing import Any
 
 from django.db import router, transaction
-from django.db.models.functions import Now
-from django_q.tasks import async_task
+from django_q.conf import Conf
+from django_q.models import OrmQ
 
-from sagas import cluster, metrics
+from sagas import cluster, metrics, outbox, store
 from sagas.messages import Command, Outcome, Reply
-from sagas.models import Saga, SagaReply
-from sagas.notify import notify
-from sagas.participant import BeforeCommit, perform
+from sagas.models import Saga
+from sagas.participant import BeforeCommit, participant_for, perform
 
 log = logging.getLogger(__name__)
-
-WAKE_CHANNEL = "saga_wake"
 
 # A hook around each command's execution, for fault injection in tests and demos (the lab
 # installs one only when SAGA_FAULTS is set). It is given the command and `run`, which performs
@@ -34,32 +37,60 @@ Perform = Callable[[BeforeCommit | None], Reply]
 CommandHook = Callable[[Command, Perform], Reply]
 _command_hook: CommandHook | None = None
 
+# The queue row of the task this worker process is executing, when the task acknowledges
+# itself (see `take_acknowledgement`).
+_own_task: Any = None
+
 
 def set_command_hook(hook: CommandHook | None) -> None:
     global _command_hook
     _command_hook = hook
 
 
-def enqueue(commands: Iterable[Command]) -> None:
-    """Queue `commands`, one django-q2 task per service queue. Call inside the deciding atomic()."""
-    by_queue: dict[str, list[dict]] = defaultdict(list)
-    for command in commands:
-        by_queue[command.queue].append(command.to_dict())
-    for queue, batch in by_queue.items():
-        async_task(
-            "sagas.transport.execute",
-            batch,
-            cluster=queue,
-            task_name=f"{queue}:{batch[0]['saga_id']}:{len(batch)}",
-        )
-
-
 def execute(batch: list[dict]) -> int:
-    """The django-q2 task body: perform each command in its own local transaction, then reply."""
-    replies = [_run(Command.from_dict(raw)) for raw in batch]
-    deliver(replies)
+    """The django-q2 task body: perform each command, then land the replies in their sagas."""
+    commands = [Command.from_dict(raw) for raw in batch]
+    saga_db = router.db_for_write(Saga)
+    if all(_database(command) == saga_db for command in commands):
+        with transaction.atomic(using=saga_db):
+            replies = [_run(command) for command in commands]  # each in a savepoint
+            waiting = _land(replies)
+    else:
+        replies = [_run(command) for command in commands]  # each in its own transaction
+        with transaction.atomic(using=saga_db):
+            waiting = _land(replies)
+    if waiting:
+        store.land_waiting(waiting)
     cluster.mark("executed")
+    if _own_task is not None:
+        cluster.mark("acknowledged")
     return len(replies)
+
+
+def deliver(replies: list[Reply]) -> None:
+    """Land `replies` in their sagas (a redelivered reply, an operator's tool, a test)."""
+    if not replies:
+        return
+    with transaction.atomic(using=router.db_for_write(Saga)):
+        waiting = store.land(replies)
+    if waiting:
+        store.land_waiting(waiting)
+
+
+def _land(replies: list[Reply]) -> list[str]:
+    waiting = store.land(replies)
+    if _own_task is not None:
+        # The acknowledgement commits with the replies: a task is done exactly when its replies
+        # are in. Rolled back with them, the task is delivered again after `retry`.
+        OrmQ.objects.using(Conf.ORM).filter(id=_own_task).delete()
+    return waiting
+
+
+def _database(command: Command) -> str | None:
+    try:
+        return router.db_for_write(participant_for(command.name).record)
+    except LookupError:
+        return None
 
 
 def _run(command: Command) -> Reply:
@@ -84,31 +115,19 @@ def _run(command: Command) -> Reply:
     return reply
 
 
-def deliver(replies: list[Reply]) -> None:
-    """Put replies into the saga inbox and make their sagas due, in one transaction.
+def take_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:
+    """django-q2's `pre_execute`, in the worker process: a command task acknowledges itself.
 
-    The saga rows are locked in id order, as the saga workers lock them, so delivery never
-    deadlocks with a worker; a reply that lands while a worker holds the saga waits for its
-    commit and then makes the saga due again, so no reply is ever left unread.
-    """
-    if not replies:
-        return
-    using = router.db_for_write(Saga)
-    with transaction.atomic(using=using):
-        ids = sorted({r.saga_id for r in replies})
-        known = {
-            str(pk)
-            for pk in Saga.objects.using(using)
-            .select_for_update(no_key=True)
-            .filter(id__in=ids)
-            .order_by("id")
-            .values_list("id", flat=True)
-        }
-        rows = [SagaReply.from_reply(r) for r in replies if r.saga_id in known]
-        if len(rows) != len(replies):
-            log.warning(
-                "replies for unknown sagas dropped", extra={"count": len(replies) - len(rows)}
-            )
-        SagaReply.objects.using(using).bulk_create(rows)
-        Saga.objects.using(using).filter(id__in=known).update(due_at=Now())
-        notify(WAKE_CHANNEL, using)  # nudge idle saga workers; polling covers a lost nudge
+    The task's queue row is deleted in the transaction that lands its replies, so the monitor
+    process is not asked to acknowledge it (one transaction fewer per task)."""
+    global _own_task
+    _own_task = task.pop("ack_id", None) if task.get("func") == outbox.TASK else None
+
+
+def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:
+    """django-q2's `post_execute_in_worker`: a task that failed gets its acknowledgement back,
+    so django-q2's own rules (redelivery, `max_attempts`) apply to it."""
+    global _own_task
+    if _own_task is not None and not task.get("success"):
+        task["ack_id"] = _own_task
+    _own_task = None

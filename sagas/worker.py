@@ -15,7 +15,7 @@ import threading
 
 from django.db import DatabaseError, InterfaceError, close_old_connections, connection
 
-from sagas import store, transport
+from sagas import store
 from sagas.config import SagaConfig
 from sagas.heartbeat import Heart
 from sagas.models import HeartbeatRole
@@ -33,7 +33,7 @@ class SagaWorker:
         self.heart = Heart(HeartbeatRole.SAGA_WORKER, name=self.name)
 
     def run(self) -> None:
-        wakeup = Listener(transport.WAKE_CHANNEL)
+        wakeup = Listener(store.WAKE_CHANNEL)
         log.info("saga worker started", extra={"worker": self.name})
         failures = 0
         try:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.saga import ORDER_SAGA
@@ -147,13 +147,14 @@ def test_the_owner_stops_a_worker_whose_claim_was_lost_in_a_crash_and_whose_fenc
     assert store.process("worker-b", taken) == 1
 
 
-def test_a_reply_delivered_while_a_worker_holds_the_saga_is_not_lost() -> None:
+def test_a_reply_delivered_while_a_worker_holds_the_saga_is_decided_after_its_commit() -> None:
     [saga_id] = due_sagas(1)
     claimed = store.claim("a", 10, lease_seconds=30)
     delivered = threading.Event()
 
     def deliver_late() -> None:
-        # Blocks on the row lock held by the processing transaction, lands after its commit.
+        # Finds the row locked by the processing transaction: the reply waits in the inbox, and
+        # the delivery decides it once the worker has committed.
         try:
             transport.deliver([reply_for(saga_id, "reserve_stock")])
             delivered.set()
@@ -175,10 +176,36 @@ def test_a_reply_delivered_while_a_worker_holds_the_saga_is_not_lost() -> None:
         store.record = original_record
     thread.join(10)
     assert delivered.is_set()
-    saga = Saga.objects.get(id=saga_id)
-    assert saga.due_at is not None and saga.due_at <= timezone.now()  # due again: will be read
-    assert store.process("a", store.claim("a", 10, 30)) == 1
+    assert not SagaReply.objects.filter(saga_id=saga_id).exists()
     assert Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"] == "succeeded"
+
+
+def test_a_reply_for_a_saga_nobody_holds_is_decided_where_it_lands() -> None:
+    [saga_id] = due_sagas(1)  # started: its first commands are out
+    Saga.objects.filter(id=saga_id).update(due_at=None)
+    fence = Saga.objects.get(id=saga_id).fence
+
+    transport.deliver([reply_for(saga_id, "reserve_stock")])
+
+    saga = Saga.objects.get(id=saga_id)
+    assert saga.state["steps"]["reserve_stock"]["status"] == "succeeded"
+    assert not SagaReply.objects.filter(saga_id=saga_id).exists()  # never went to the inbox
+    assert saga.fence == fence + 1  # a worker whose lease ran out cannot decide it as well
+
+
+def test_a_reply_for_a_leased_saga_waits_in_its_inbox_for_the_worker() -> None:
+    [saga_id] = due_sagas(1)
+    claimed = store.claim("b", 10, lease_seconds=30)  # b holds the lease, has not processed yet
+
+    transport.deliver([reply_for(saga_id, "reserve_stock")])
+
+    assert SagaReply.objects.filter(saga_id=saga_id).count() == 1
+    saga = Saga.objects.get(id=saga_id)
+    assert saga.state["steps"]["reserve_stock"]["status"] != "succeeded"
+    assert saga.due_at is not None and saga.due_at <= timezone.now()
+    assert store.process("b", claimed) == 1  # b's lease and fence still hold: it decides
+    assert Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"] == "succeeded"
+    assert not SagaReply.objects.filter(saga_id=saga_id).exists()
 
 
 def test_a_reply_is_the_same_reply_after_the_inbox() -> None:
@@ -209,3 +236,48 @@ def test_a_saga_the_engine_cannot_process_is_parked_stuck_and_a_retry_puts_it_ba
     assert retried.due_at is not None and retried.due_at <= timezone.now()
     events = SagaEvent.objects.filter(saga_id=saga_id).order_by("id")
     assert list(events.values_list("kind", flat=True))[-2:] == ["engine_error", "saga_running"]
+
+
+def test_a_batch_decides_the_free_saga_at_once_and_the_locked_one_after_its_lock() -> None:
+    free_id, held_id = due_sagas(2)
+    Saga.objects.filter(id__in=[free_id, held_id]).update(due_at=None)
+    holding, release, delivered = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:  # a worker deciding `held_id` right now
+        try:
+            with transaction.atomic():
+                Saga.objects.select_for_update(no_key=True).get(id=held_id)
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def deliver() -> None:
+        try:
+            transport.deliver(
+                [reply_for(free_id, "reserve_stock"), reply_for(held_id, "reserve_stock")]
+            )
+            delivered.set()
+        finally:
+            connection.close()
+
+    holder, deliverer = threading.Thread(target=hold), threading.Thread(target=deliver)
+    holder.start()
+    assert holding.wait(10)
+    deliverer.start()
+
+    def step(saga_id: uuid.UUID) -> str:
+        return str(Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"])
+
+    deadline = timezone.now() + timedelta(seconds=10)
+    while step(free_id) != "succeeded" and timezone.now() < deadline:
+        threading.Event().wait(0.05)
+    assert step(free_id) == "succeeded"  # committed while the other saga is still locked
+    assert step(held_id) != "succeeded" and not delivered.is_set()
+    assert SagaReply.objects.filter(saga_id=held_id).count() == 1  # safe in its inbox meanwhile
+    release.set()
+    holder.join(10)
+    deliverer.join(10)
+    assert delivered.is_set()
+    assert step(held_id) == "succeeded"
+    assert not SagaReply.objects.filter(saga_id__in=[free_id, held_id]).exists()

@@ -607,15 +607,15 @@ class SagaSystem(RuleBasedStateMachine):
     # --- the network ---
 
     def execute(self, task: Any) -> None:
-        """Run the real task body on a task's commands, watching the replies it delivers."""
-        deliver = transport.deliver
+        """Run the real task body on a task's commands, watching the replies it lands."""
+        land = store.land
 
-        def watched(replies: list[Reply]) -> None:
+        def watched(replies: list[Reply]) -> list[str]:
             assert_only_expected_faults(replies)
             self.delivered.extend(replies)
-            deliver(replies)
+            return land(replies)
 
-        with mock.patch.object(transport, "deliver", watched):
+        with mock.patch.object(store, "land", watched):
             transport.execute(batch_of(task))
 
     @precondition(lambda self: OrmQ.objects.exists())
@@ -799,7 +799,7 @@ class SagaSystem(RuleBasedStateMachine):
         """A delivered reply makes its saga due at once, and nothing may push that back.
 
         Workers read the inbox only of due sagas: a saga with a reply and no due time keeps the
-        reply forever (transport.deliver: "no reply is ever left unread"); one due later leaves
+        reply forever (store.land leaves none unread); one due later leaves
         the reply waiting for an unrelated timer.
         """
         now = timezone.now()
