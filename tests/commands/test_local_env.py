@@ -9,13 +9,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
-from lab.system import System
+from lab.system import System, databases_of_this_process
 from tests.commands.test_commands import order_saga
 
 # What `make run` writes (see the Makefile's .env rule).
@@ -62,12 +60,8 @@ def manage(project: Path, env: dict[str, str], *args: str) -> subprocess.Complet
 
 
 def database_of_this_test() -> dict[str, str]:
-    """This test's database, as a child process's environment."""
-    name = str(connection.settings_dict["NAME"])
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        return {"DATABASE_URL": urlsplit(url)._replace(path=f"/{name}").geturl()}
-    return {"DATABASE_URL": "", "SQLITE_PATH": name}
+    """This test's databases, as a child process's environment."""
+    return databases_of_this_process()
 
 
 @pytest.mark.django_db(transaction=True)
