@@ -150,7 +150,7 @@ def database_config(url: str) -> dict[str, Any]:
         dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
     )
     if config["ENGINE"] == "django.db.backends.sqlite3":
-        return sqlite_config(Path(config["NAME"]))
+        return sqlite_config(Path(config["NAME"]).resolve())
     if config["ENGINE"] == "django.db.backends.postgresql":
         config["ENGINE"] = "django_prometheus.db.backends.postgresql"
         # Bounded waits: a stuck lock or an abandoned transaction must not hold the queue tables.
@@ -181,6 +181,26 @@ SERVICE_DATABASE_URLS = {
     if (url := os.environ.get(f"{app.upper()}_DATABASE_URL", "").strip())
 }
 DATABASES.update({app: database_config(url) for app, url in SERVICE_DATABASE_URLS.items()})
+
+
+def require_distinct_databases(databases: dict[str, dict[str, Any]]) -> None:
+    """Two aliases on one database would share one migration record: the second alias's tables
+    would count as migrated and never be made. Refused at startup instead."""
+    seen: dict[tuple[str, str, str], str] = {}
+    for alias, config in databases.items():
+        where = (str(config.get("HOST") or ""), str(config.get("PORT") or ""), str(config["NAME"]))
+        if where in seen:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f"the {seen[where]} and {alias} databases are one and the same: give each service"
+                " a database of its own, or leave its <SERVICE>_DATABASE_URL unset to keep its"
+                " tables in DATABASE_URL"
+            )
+        seen[where] = alias
+
+
+require_distinct_databases(DATABASES)
 DATABASE_ROUTERS = [ServiceDatabaseRouter(app, app) for app in SERVICE_DATABASE_URLS]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

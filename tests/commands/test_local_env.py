@@ -149,3 +149,30 @@ def test_the_processes_the_lab_starts_read_no_env_file(project: Path, tmp_path: 
 def test_the_suite_itself_reads_no_env_file() -> None:
     assert settings.ENV_FILE == ""
     assert os.environ["ENV_FILE"] == ""  # inherited by every process a test starts
+
+
+def test_a_service_database_that_is_the_default_one_stops_a_command_with_a_message(
+    tmp_path: Path,
+) -> None:
+    url = os.environ.get("DATABASE_URL", "")
+    env = user_env(
+        tmp_path,
+        ENV_FILE="",
+        DEBUG="1",
+        DATABASE_URL=url,
+        ORDERS_DATABASE_URL=url or "sqlite:///var/db.sqlite3",
+    )
+
+    done = subprocess.run(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "check"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert "the default and orders databases are one and the same" in done.stderr
+    assert "Traceback" not in done.stderr
