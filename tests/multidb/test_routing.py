@@ -16,6 +16,7 @@ from django_q.models import OrmQ
 from orders.models import Order
 from sagas.models import Saga, SagaEvent, SagaReply
 from storefront.models import IdempotencyKey
+from tests.dashboard.builders import in_another_process
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -50,9 +51,25 @@ def test_the_engine_the_broker_the_storefront_and_django_stay_in_default() -> No
         assert router.db_for_write(model) == "default", model
 
 
-def test_the_five_databases_are_five_distinct_databases() -> None:
+def test_the_five_databases_are_five_distinct_test_databases() -> None:
     names = {str(connections[alias].settings_dict["NAME"]) for alias in ("default", *SERVICES)}
     assert len(names) == 5
+    assert all(name.startswith("test_") for name in names), names
+
+
+def test_a_process_a_test_starts_uses_the_five_test_databases() -> None:
+    shown = in_another_process(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from django.db import connections as c; "
+        "print(*(f'{a}={c[a].settings_dict[\"NAME\"]}' for a in c))",
+    )
+
+    assert dict(pair.split("=") for pair in shown.split()) == {
+        alias: str(connections[alias].settings_dict["NAME"]) for alias in ("default", *SERVICES)
+    }
 
 
 def test_each_database_holds_its_owners_tables_and_no_others() -> None:
