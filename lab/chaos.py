@@ -29,7 +29,7 @@ import requests
 from django.db import DatabaseError, connections
 
 from lab.audit import AuditReport
-from lab.system import Proc, System
+from lab.system import Proc, System, database_names
 from payments import testcards
 from sagas.core.state import SagaStatus, StepStatus
 from storefront.samples import order_body
@@ -108,7 +108,8 @@ class ChaosResult:
             f"completed={by.get(SagaStatus.COMPLETED, 0)} failed={by.get(SagaStatus.FAILED, 0)} "
             f"stuck={by.get(SagaStatus.STUCK, 0)} lost={len(self.lost)} "
             f"failed_tasks={self.report.failed_tasks} violations={len(self.report.violations)} "
-            f"drain={self.drain:.1f}s time_to_quiet={self.time_to_quiet:.1f}s reasons={reasons}"
+            f"drain={self.drain:.1f}s time_to_quiet={self.time_to_quiet:.1f}s "
+            f"databases={len(set(self.report.databases.values()))} reasons={reasons}"
         )
 
 
@@ -137,7 +138,9 @@ class Chaos:
         self.done = threading.Event()
         self.lock = threading.Lock()
         self.database_url = system.env["DATABASE_URL"]
-        self.dbname = self.database_url.rsplit("/", 1)[-1].split("?")[0]
+        # Default's and, with a database per service, each service's: connections to all of them
+        # are fair game.
+        self.dbnames = database_names(system.env)
 
     # --- the load --------------------------------------------------------------------------
 
@@ -221,9 +224,9 @@ class Chaos:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND backend_type = 'client backend' "
+                "WHERE datname = ANY(%s) AND backend_type = 'client backend' "
                 "AND application_name <> %s ORDER BY random() LIMIT %s",
-                [self.dbname, OBSERVER, self.random.randint(1, 4)],
+                [self.dbnames, OBSERVER, self.random.randint(1, 4)],
             ).fetchall()
         self.counts.terminated += sum(1 for (ok,) in rows if ok)
 

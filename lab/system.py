@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -26,6 +26,8 @@ from sagas.cluster import descendants
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 DAPHNE_APP = "sagaproject.asgi:application"
+# A service's own database, when it has one (sagaproject/settings.py): app label -> variable.
+SERVICE_DATABASE_VARIABLES = {app: f"{app.upper()}_DATABASE_URL" for app in settings.SERVICE_APPS}
 
 
 @dataclass
@@ -99,6 +101,10 @@ class System:
     @property
     def urls(self) -> list[str]:
         return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    def migrate(self) -> str:
+        """Migrate every database of this system: default and each service's own."""
+        return self.manage("migrate_all", "--no-input")
 
     def manage(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         """Run a management command against this system's database; returns its stdout."""
@@ -192,8 +198,12 @@ class System:
         """The environment of a child process: this one's, overridden by `env`. The child reads
         no `.env` file (ENV_FILE empty): it sees exactly what this process sees, plus `env`.
         SAGA_SERVER is not passed on: it marks the ASGI server (set by sagaproject/asgi.py, e.g.
-        when a test imports it) and would give forked django-q2 workers a connection pool."""
+        when a test imports it) and would give forked django-q2 workers a connection pool.
+        An `env` that names a DATABASE_URL names the system's every database: a service
+        database it does not name is none (the service shares default), never this process's."""
         inherited = {k: v for k, v in os.environ.items() if k != "SAGA_SERVER"}
+        if "DATABASE_URL" in env:
+            inherited.update(dict.fromkeys(SERVICE_DATABASE_VARIABLES.values(), ""))
         return {**inherited, "PYTHONUNBUFFERED": "1", "ENV_FILE": "", **env}
 
 
@@ -218,20 +228,76 @@ def free_port() -> int:
 
 @contextmanager
 def scratch_database(
-    url: str, tmp: Path, prefix: str, keep: bool = False
+    url: str,
+    tmp: Path,
+    prefix: str,
+    keep: bool = False,
+    services: Iterable[str] | None = None,
 ) -> Iterator[dict[str, str]]:
-    """A fresh database for a whole-system run, as environment entries: a new PostgreSQL
-    database on `url`'s server (dropped afterwards unless `keep`), or a SQLite file in `tmp`."""
+    """Fresh databases for a whole-system run, as environment entries: a new PostgreSQL
+    database on `url`'s server (dropped afterwards unless `keep`), or a SQLite file in `tmp`;
+    and one more for each of `services` (default: the services that have a database of their
+    own in this process's settings), named after it. Every service variable is in the result,
+    empty for a service that shares default."""
+    own = tuple(settings.SERVICE_DATABASE_URLS if services is None else services)
+    entries = dict.fromkeys(SERVICE_DATABASE_VARIABLES.values(), "")
     if not url.startswith("postgres"):
-        yield {"DATABASE_URL": "", "SQLITE_PATH": str(tmp / f"{prefix}.sqlite3")}
+        for app in own:
+            entries[SERVICE_DATABASE_VARIABLES[app]] = (
+                f"sqlite:///{tmp / f'{prefix}_{app}.sqlite3'}"
+            )
+        yield {**entries, "DATABASE_URL": "", "SQLITE_PATH": str(tmp / f"{prefix}.sqlite3")}
         return
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with ExitStack() as stack:
+        entries["DATABASE_URL"] = stack.enter_context(_postgres_database(url, name, keep))
+        for app in own:
+            entries[SERVICE_DATABASE_VARIABLES[app]] = stack.enter_context(
+                _postgres_database(url, f"{name}_{app}", keep)
+            )
+        yield entries
+
+
+@contextmanager
+def _postgres_database(url: str, name: str, keep: bool) -> Iterator[str]:
+    """A new database `name` on `url`'s server, as its URL; dropped afterwards unless `keep`."""
     admin_url = urlsplit(url)._replace(path="/postgres").geturl()
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield {"DATABASE_URL": urlsplit(url)._replace(path=f"/{name}").geturl()}
+        yield urlsplit(url)._replace(path=f"/{name}").geturl()
     finally:
         if not keep:
             with psycopg.connect(admin_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def databases_of_this_process() -> dict[str, str]:
+    """The databases this process is connected to (under pytest: its test databases), as a
+    child process's environment entries: DATABASE_URL (or SQLITE_PATH) and each service's own."""
+    from django.db import connections
+
+    def url_of(alias: str, configured: str) -> str:
+        name = str(connections[alias].settings_dict["NAME"])
+        if connections[alias].vendor == "sqlite":
+            return f"sqlite:///{name}"
+        return urlsplit(configured)._replace(path=f"/{name}").geturl()
+
+    entries = dict.fromkeys(SERVICE_DATABASE_VARIABLES.values(), "")
+    for app, configured in settings.SERVICE_DATABASE_URLS.items():
+        entries[SERVICE_DATABASE_VARIABLES[app]] = url_of(app, configured)
+    if connections["default"].vendor == "sqlite":
+        return {
+            **entries,
+            "DATABASE_URL": "",
+            "SQLITE_PATH": str(connections["default"].settings_dict["NAME"]),
+        }
+    return {**entries, "DATABASE_URL": url_of("default", settings.DATABASE_URL)}
+
+
+def database_names(env: dict[str, str]) -> list[str]:
+    """The PostgreSQL database names of a system's environment entries (default first)."""
+    urls = [env.get("DATABASE_URL", "")] + [
+        env.get(v, "") for v in SERVICE_DATABASE_VARIABLES.values()
+    ]
+    return [urlsplit(u).path.lstrip("/") for u in urls if u.startswith("postgres")]

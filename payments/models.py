@@ -17,6 +17,12 @@ class PaymentMethod(models.Model):
         PROCESSING_ERROR = "processing_error", "Processing error (transient)"
 
     token = models.CharField(max_length=64, unique=True)
+    # The caller's key for this tokenisation: a repeat with the same key returns this method, so
+    # tokenising is safe to retry (storefront checkout derives it from the order's
+    # Idempotency-Key). Empty for a tokenisation made without one.
+    request_key = models.CharField(
+        max_length=64, unique=True, null=True, blank=True, editable=False
+    )
     brand = models.CharField(max_length=16)
     last4 = models.CharField(max_length=4)
     exp_month = models.PositiveSmallIntegerField()

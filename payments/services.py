@@ -37,24 +37,43 @@ _CARD_NUMBER = re.compile(r"[0-9]{12,19}")
 _CVC = re.compile(r"[0-9]{3,4}")
 
 
-def tokenize_card(*, number: str, exp_month: int, exp_year: int, cvc: str) -> PaymentMethod:
+def tokenize_card(
+    *, number: str, exp_month: int, exp_year: int, cvc: str, request_key: str | None = None
+) -> PaymentMethod:
     """Validate a card and store it as a token, brand, last four digits and expiry.
 
     The number and the CVC are used only here and are never stored, logged or returned; error
     messages do not quote them. Raises InvalidCard with the errors of every bad field.
+
+    Safe to repeat: with a `request_key`, the first call commits the method in the Payment
+    Service's own database and every later call with that key returns the same method (even
+    two at once: the second waits on the key's unique index). A key reused for another card is
+    a bug upstream (ValueError). The caller commits nothing with it, so a token whose order was
+    never placed is an orphan: harmless, a vault entry that no charge ever uses.
     """
     digits = "".join(number.split())
     validate_card(
         digits=digits, exp_month=exp_month, exp_year=exp_year, cvc=cvc, today=timezone.now().date()
     )
-    return PaymentMethod.objects.create(
-        token="pm_" + secrets.token_hex(12),
-        brand=card_brand(digits),
-        last4=digits[-4:],
-        exp_month=exp_month,
-        exp_year=exp_year,
-        behaviour=TEST_CARDS.get(digits, Behaviour.OK),
+    card = {
+        "brand": card_brand(digits),
+        "last4": digits[-4:],
+        "exp_month": exp_month,
+        "exp_year": exp_year,
+        "behaviour": TEST_CARDS.get(digits, Behaviour.OK),
+    }
+    if request_key is None:
+        return PaymentMethod.objects.create(token=new_token(), **card)
+    method, _ = PaymentMethod.objects.get_or_create(
+        request_key=request_key, defaults={"token": new_token(), **card}
     )
+    if any(getattr(method, name) != value for name, value in card.items()):
+        raise ValueError("the tokenisation request key was first used for another card")
+    return method
+
+
+def new_token() -> str:
+    return "pm_" + secrets.token_hex(12)
 
 
 def validate_card(*, digits: str, exp_month: int, exp_year: int, cvc: str, today: date) -> None:

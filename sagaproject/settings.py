@@ -10,6 +10,8 @@ from typing import Any
 import dj_database_url
 from dotenv import load_dotenv
 
+from sagaproject.routers import ServiceDatabaseRouter
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Local defaults: the file named by ENV_FILE (the entry points name the project's `.env`, which
@@ -123,20 +125,27 @@ CONN_MAX_AGE = 0 if ASGI_SERVER else env_int("CONN_MAX_AGE", 60)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
 
 
+def sqlite_config(path: Path, test_name: str = "") -> dict[str, Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "ENGINE": "django_prometheus.db.backends.sqlite3",
+        "NAME": str(path),
+        "CONN_MAX_AGE": CONN_MAX_AGE,
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+        },
+        "TEST": {"NAME": str(path.with_name(test_name or f"test_{path.name}"))},
+    }
+
+
 def database_config(url: str) -> dict[str, Any]:
+    """One database's settings from its URL (empty: the SQLite file SQLITE_PATH). Every alias,
+    default or a service's own, gets the same options: timeouts, health checks, and the pool in
+    the ASGI server."""
     if not url:
-        SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
-        return {
-            "ENGINE": "django_prometheus.db.backends.sqlite3",
-            "NAME": str(SQLITE_PATH),
-            "CONN_MAX_AGE": CONN_MAX_AGE,
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
-            },
-            "TEST": {"NAME": str(SQLITE_PATH.with_name("test.sqlite3"))},
-        }
+        return sqlite_config(SQLITE_PATH, "test.sqlite3")
     # Health checks (a `SELECT 1` before the first query after each request or task) guard the
     # web pool's connections. The workers skip them: it was one more round trip and transaction
     # per task, and a worker drops its connection after any database error anyway (Django closes
@@ -144,6 +153,8 @@ def database_config(url: str) -> dict[str, Any]:
     config: dict[str, Any] = dict(
         dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=ASGI_SERVER)
     )
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        return sqlite_config(Path(config["NAME"]).resolve())
     if config["ENGINE"] == "django.db.backends.postgresql":
         config["ENGINE"] = "django_prometheus.db.backends.postgresql"
         # Bounded waits: a stuck lock or an abandoned transaction must not hold the queue tables.
@@ -161,6 +172,40 @@ def database_config(url: str) -> dict[str, Any]:
 
 
 DATABASES = {"default": database_config(DATABASE_URL)}
+
+# A database per service, as an option: <SERVICE>_DATABASE_URL set (not empty) gives that
+# service's app a database alias of its own, named after it, and a router that sends all of the
+# app's tables there (sagaproject/routers.py). The engine's tables, the django-q2 broker, the
+# storefront, auth/admin/sessions and every service left unset stay in `default`.
+# docs/architecture.md §8 says what is atomic with what.
+SERVICE_APPS = ("orders", "payments", "inventory", "shipping")
+SERVICE_DATABASE_URLS = {
+    app: url
+    for app in SERVICE_APPS
+    if (url := os.environ.get(f"{app.upper()}_DATABASE_URL", "").strip())
+}
+DATABASES.update({app: database_config(url) for app, url in SERVICE_DATABASE_URLS.items()})
+
+
+def require_distinct_databases(databases: dict[str, dict[str, Any]]) -> None:
+    """Two aliases on one database would share one migration record: the second alias's tables
+    would count as migrated and never be made. Refused at startup instead."""
+    seen: dict[tuple[str, str, str], str] = {}
+    for alias, config in databases.items():
+        where = (str(config.get("HOST") or ""), str(config.get("PORT") or ""), str(config["NAME"]))
+        if where in seen:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f"the {seen[where]} and {alias} databases are one and the same: give each service"
+                " a database of its own, or leave its <SERVICE>_DATABASE_URL unset to keep its"
+                " tables in DATABASE_URL"
+            )
+        seen[where] = alias
+
+
+require_distinct_databases(DATABASES)
+DATABASE_ROUTERS = [ServiceDatabaseRouter(app, app) for app in SERVICE_DATABASE_URLS]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,15 +1,16 @@
 """Placing an order: price the lines from the catalogue, tokenise the card in the Payment
 Service, and start the order saga, at most once per Idempotency-Key. Nothing here waits on a
-service's queue."""
+service's queue, and no transaction spans two services' databases (docs/architecture.md §8)."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 
 from inventory.selectors import products_by_sku
 from orders.saga import (
@@ -70,11 +71,14 @@ def place_order(
 ) -> PlacedOrder:
     """Start an order saga and answer with its ids; `pending` until the saga finishes.
 
-    With an idempotency key, the key row is inserted first, in the transaction that tokenises the
-    card and starts the saga: of two concurrent requests with one key, the second blocks on the
-    unique constraint until the first commits, then finds and returns the stored answer, so one
-    saga starts. Rejections (OrderRejected) roll the key back: a corrected request may reuse it.
-    Raises OrderRejected or IdempotencyKeyReused.
+    The card is tokenised first, in the Payment Service's own transaction (its database may be
+    another one), under a request key derived from the Idempotency-Key: a retried request gets
+    the same token back. Then the key row is inserted in the transaction that starts the saga:
+    of two concurrent requests with one key, the second blocks on the unique constraint until
+    the first commits, then finds and returns the stored answer, so one saga starts. A request
+    that starts no saga (a concurrent twin won, a crash) may leave an orphan token behind:
+    harmless, it is never charged. Rejections (OrderRejected) store no key: a corrected
+    request may reuse it. Raises OrderRejected or IdempotencyKeyReused.
     """
     if idempotency is not None:
         stored = stored_answer(idempotency)
@@ -82,11 +86,11 @@ def place_order(
             return stored
     lines, total, currency = priced_lines(items)
     order_id, saga_id = uuid.uuid4(), uuid.uuid4()
+    method = _tokenize(payment, request_key=_tokenize_key(idempotency, order_id))
     body = {"order_id": str(order_id), "saga_id": str(saga_id), "status": SagaStatus.PENDING.value}
     try:
-        with transaction.atomic():
+        with transaction.atomic(using=router.db_for_write(IdempotencyKey)):
             key_row = None if idempotency is None else _claim_key(idempotency, body)
-            method = _tokenize(payment)
             data = OrderSagaData(
                 order_id=order_id,
                 user_id=owner_id,
@@ -166,12 +170,14 @@ class _KeyTaken(Exception):
 
 
 def _claim_key(idempotency: Idempotency, body: dict[str, Any]) -> IdempotencyKey:
-    """Insert the key row with the answer it will give. Call inside the saga's transaction.
+    """Insert the key row with the answer it will give. Call inside the saga's transaction
+    (the storefront's table lives in the saga database).
 
     On PostgreSQL the insert waits while a concurrent transaction holds the same key.
     """
     try:
-        with transaction.atomic():  # a savepoint: the outer transaction stays usable to roll back
+        # A savepoint: the outer transaction stays usable to roll back.
+        with transaction.atomic(using=router.db_for_write(IdempotencyKey)):
             return IdempotencyKey.objects.create(
                 owner_id=idempotency.owner_id,
                 key=idempotency.key,
@@ -183,7 +189,16 @@ def _claim_key(idempotency: Idempotency, body: dict[str, Any]) -> IdempotencyKey
         raise _KeyTaken from None
 
 
-def _tokenize(payment: dict[str, Any]) -> Any:
+def _tokenize_key(idempotency: Idempotency | None, order_id: uuid.UUID) -> str:
+    """The Payment Service's request key for this checkout's card: the same for every retry of
+    one request (owner, Idempotency-Key and body digest), fresh for a request without a key."""
+    if idempotency is None:
+        return f"order:{order_id}"
+    scoped = f"{idempotency.owner_id}\0{idempotency.key}\0{idempotency.request_hash}"
+    return "idem:" + hashlib.sha256(scoped.encode()).hexdigest()[:59]
+
+
+def _tokenize(payment: dict[str, Any], request_key: str) -> Any:
     try:
         # The card number and CVC stop here: only the token travels on.
         return tokenize_card(
@@ -191,6 +206,7 @@ def _tokenize(payment: dict[str, Any]) -> Any:
             exp_month=payment["exp_month"],
             exp_year=payment["exp_year"],
             cvc=payment["cvc"],
+            request_key=request_key,
         )
     except InvalidCard as invalid:
         errors = {

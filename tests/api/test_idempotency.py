@@ -11,12 +11,14 @@ from django.db import connection, connections
 
 from inventory.models import Product
 from payments import testcards
+from payments.models import PaymentMethod
 from sagas.models import Saga
 from storefront import checkout
 from storefront.models import IdempotencyKey
 from tests.api.builders import client_for, created_rows, order_body, place, product, user
 
-pytestmark = pytest.mark.django_db
+# Every service's database: checkout prices from Inventory and tokenises in Payment.
+pytestmark = pytest.mark.django_db(databases="__all__")
 
 
 def key() -> str:
@@ -160,7 +162,7 @@ def test_the_stored_request_digest_does_not_hold_the_card_number() -> None:
 # --- Two requests with one key at the same moment -------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases="__all__")
 def test_two_concurrent_requests_with_one_key_start_exactly_one_saga(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -168,15 +170,15 @@ def test_two_concurrent_requests_with_one_key_start_exactly_one_saga(
     product()
     owner = user()
     body, same_key = order_body(), key()
-    # Slow the first request down inside its transaction, so the second arrives while the
-    # first holds the key uncommitted.
-    tokenize = checkout.tokenize_card
+    # Slow each request down inside its transaction, after it claimed the key, so the second
+    # arrives while the first holds the key uncommitted.
+    start_saga = checkout.start_saga
 
-    def slow_tokenize(**card: Any) -> Any:
+    def slow_start(**saga: Any) -> Any:
         threading.Event().wait(0.3)
-        return tokenize(**card)
+        return start_saga(**saga)
 
-    monkeypatch.setattr(checkout, "tokenize_card", slow_tokenize)
+    monkeypatch.setattr(checkout, "start_saga", slow_start)
     start = threading.Barrier(2)
     answers: list[Any] = []
     failures: list[BaseException] = []
@@ -202,4 +204,55 @@ def test_two_concurrent_requests_with_one_key_start_exactly_one_saga(
     assert answers[0].json() == answers[1].json()
     assert Saga.objects.count() == 1
     assert IdempotencyKey.objects.get().saga_id == Saga.objects.get().id
-    assert created_rows()["payment_methods"] == 1  # the second never reached the card
+    assert created_rows()["payment_methods"] == 1  # the second got the first's token back
+
+
+class Crash(Exception):
+    """The process dies here: nothing after this point runs."""
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_retry_after_a_crash_before_the_saga_started_reuses_the_committed_card_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Tokenising commits in the Payment Service (its own database with make test-multidb)
+    # before the saga's transaction opens; a crash in between leaves a token and nothing else.
+    product()
+    client = client_for(user())
+    body, same_key = order_body(), key()
+
+    def crash(**saga: Any) -> Any:
+        raise Crash
+
+    monkeypatch.setattr(checkout, "start_saga", crash)
+    with pytest.raises(Crash):
+        place(client, body, HTTP_IDEMPOTENCY_KEY=same_key)
+    token = PaymentMethod.objects.get().token
+    assert created_rows() == {
+        "sagas": 0,
+        "queued": 0,
+        "payment_methods": 1,
+        "idempotency_keys": 0,
+    }
+    monkeypatch.undo()
+
+    answer = place(client, body, HTTP_IDEMPOTENCY_KEY=same_key)
+
+    assert answer.status_code == 202
+    saga = Saga.objects.get()
+    assert str(saga.id) == answer.json()["saga_id"]
+    assert saga.data["payment_token"] == token
+    rows = created_rows()
+    assert (rows["sagas"], rows["payment_methods"], rows["idempotency_keys"]) == (1, 1, 1)
+
+
+def test_orders_without_a_key_each_get_a_token_of_their_own() -> None:
+    product()
+    client = client_for(user())
+
+    placed = [place(client, order_body()) for _ in range(2)]
+
+    assert [answer.status_code for answer in placed] == [202, 202]
+    tokens = {saga.data["payment_token"] for saga in Saga.objects.all()}
+    assert len(tokens) == 2
+    assert set(PaymentMethod.objects.values_list("token", flat=True)) == tokens

@@ -64,7 +64,7 @@ def test_the_audit_on_sqlite_finds_no_violation_for_a_total_a_float_cannot_hold(
     with scratch_database("", tmp_path, "audit") as database:
         env = {**local_env(tmp_path, "audit-on-sqlite-" + "x" * 50), **database}
         system = System(env=env, log_dir=tmp_path / "logs")
-        system.manage("migrate", "--no-input")
+        system.migrate()
         system.manage("shell", "-c", SEED_A_COMPLETED_ORDER)
 
         report = json.loads(system.manage("saga_audit", "--json", check=False))

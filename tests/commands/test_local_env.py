@@ -9,13 +9,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
-from lab.system import System
+from lab.system import System, databases_of_this_process
 from tests.commands.test_commands import order_saga
 
 # What `make run` writes (see the Makefile's .env rule).
@@ -62,12 +60,8 @@ def manage(project: Path, env: dict[str, str], *args: str) -> subprocess.Complet
 
 
 def database_of_this_test() -> dict[str, str]:
-    """This test's database, as a child process's environment."""
-    name = str(connection.settings_dict["NAME"])
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        return {"DATABASE_URL": urlsplit(url)._replace(path=f"/{name}").geturl()}
-    return {"DATABASE_URL": "", "SQLITE_PATH": name}
+    """This test's databases, as a child process's environment."""
+    return databases_of_this_process()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -155,3 +149,30 @@ def test_the_processes_the_lab_starts_read_no_env_file(project: Path, tmp_path: 
 def test_the_suite_itself_reads_no_env_file() -> None:
     assert settings.ENV_FILE == ""
     assert os.environ["ENV_FILE"] == ""  # inherited by every process a test starts
+
+
+def test_a_service_database_that_is_the_default_one_stops_a_command_with_a_message(
+    tmp_path: Path,
+) -> None:
+    url = os.environ.get("DATABASE_URL", "")
+    env = user_env(
+        tmp_path,
+        ENV_FILE="",
+        DEBUG="1",
+        DATABASE_URL=url,
+        ORDERS_DATABASE_URL=url or "sqlite:///var/db.sqlite3",
+    )
+
+    done = subprocess.run(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "check"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert "the default and orders databases are one and the same" in done.stderr
+    assert "Traceback" not in done.stderr

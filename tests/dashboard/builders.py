@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
+from lab.system import databases_of_this_process
 from sagas import services
 from sagas.models import Saga
 
@@ -48,16 +49,10 @@ def session_headers(who: User | None) -> list[tuple[bytes, bytes]]:
 
 
 def in_another_process(*args: str) -> str:
-    """Run a management command in a separate process against the test database."""
+    """Run a management command in a separate process against the test databases."""
     env = {k: v for k, v in os.environ.items() if k != "SAGA_SERVER"}  # not the ASGI server
     env["PYTHONUNBUFFERED"] = "1"
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    else:
-        env["DATABASE_URL"], env["SQLITE_PATH"] = "", str(db["NAME"])
+    env.update(databases_of_this_process())
     done = subprocess.run(
         [sys.executable, MANAGE, *args],
         env=env,

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import requests
 
-from lab.system import System, local_env, scratch_database
+from lab.system import SERVICE_DATABASE_VARIABLES, System, local_env, scratch_database
 from payments import testcards
 from storefront.samples import order_body
 
@@ -31,13 +31,18 @@ FAST = {
 }
 
 
+Databases = dict[str, str]  # environment entries: DATABASE_URL and each <SERVICE>_DATABASE_URL
+
+
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one system, beside DATABASE_URL's; dropped after."""
+def postgres_database() -> Iterator[Databases]:
+    """Fresh, empty PostgreSQL databases for one system, beside DATABASE_URL's, dropped after:
+    one for default and, when this process has a database per service (make test-multidb),
+    one for each service too."""
     url = os.environ.get("DATABASE_URL", "")
     assert url.startswith("postgres"), "functional tests need DATABASE_URL=postgres://..."
     with scratch_database(url, Path("/nonexistent"), "saga_ft") as env:
-        yield env["DATABASE_URL"]
+        yield env
 
 
 class Api:
@@ -97,23 +102,21 @@ class RunningSystem:
                 return report
             time.sleep(0.5)
 
-    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        url = self.system.env["DATABASE_URL"]
-        with psycopg.connect(url) as conn:
+    def sql(self, query: str, *params: Any, service: str = "") -> list[tuple[Any, ...]]:
+        """Run `query` on the system's database, or on `service`'s own when it has one."""
+        url = self.system.env.get(SERVICE_DATABASE_VARIABLES[service], "") if service else ""
+        with psycopg.connect(url or self.system.env["DATABASE_URL"]) as conn:
             return list(conn.execute(query, params).fetchall())
 
 
 @contextmanager
-def running_system(tmp: Path, database_url: str | None, **env: str) -> Iterator[RunningSystem]:
-    """Migrate, seed and start the whole system; stop it (SIGTERM, then SIGKILL) afterwards."""
+def running_system(tmp: Path, databases: Databases | None, **env: str) -> Iterator[RunningSystem]:
+    """Migrate, seed and start the whole system; stop it (SIGTERM, then SIGKILL) afterwards.
+    `databases` from postgres_database(); None: the SQLite default, one file for everything."""
     environ = {**local_env(tmp, "functional-tests-" + "x" * 50), **FAST, **env}
-    if database_url:
-        environ["DATABASE_URL"] = database_url
-    else:
-        environ["DATABASE_URL"] = ""
-        environ["SQLITE_PATH"] = str(tmp / "db.sqlite3")
+    environ.update(databases or {"DATABASE_URL": "", "SQLITE_PATH": str(tmp / "db.sqlite3")})
     system = System(env=environ, log_dir=tmp / "logs", saga_workers=2, q_workers=2)
-    system.manage("migrate", "--no-input")
+    system.migrate()
     seeded = system.manage("seed_demo")
     tokens = dict(re.findall(r"user (\w+): API token (\w+)", seeded))
     system.start()

@@ -18,7 +18,7 @@ import pytest
 import requests
 from django.conf import settings
 
-from lab.system import free_port
+from lab.system import SERVICE_DATABASE_VARIABLES, free_port
 
 pytestmark = pytest.mark.processes
 
@@ -33,6 +33,7 @@ def local_sqlite_env(tmp: Path) -> dict[str, str]:
         "ENV_FILE": "",
         "DEBUG": "1",
         "DATABASE_URL": "",
+        **dict.fromkeys(SERVICE_DATABASE_VARIABLES.values(), ""),  # one database, as make run
         "SQLITE_PATH": str(tmp / "db.sqlite3"),
         "CACHE_DIR": str(tmp / "cache"),
         "Q_LOG_LEVEL": "INFO",  # django-q2 says when a cluster runs

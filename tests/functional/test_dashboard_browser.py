@@ -43,7 +43,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     # Every refund fails: a payment that ran out of attempts cannot be undone, so its saga parks
     # as stuck after three tries.
     faults = {"SAGA_FAULTS": "payments.refund:error:1", "SAGA_COMPENSATION_MAX_ATTEMPTS": "3"}
-    with postgres_database() as url, running_system(tmp, url, **faults) as running:
+    with postgres_database() as databases, running_system(tmp, databases, **faults) as running:
         yield running
 
 

@@ -45,12 +45,12 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     if why:
         pytest.skip(why)
     tmp = tmp_path_factory.mktemp("dashboard_redis")
-    with postgres_database() as url:
+    with postgres_database() as databases:
         env = {**local_env(tmp, "redis-test-" + "x" * 50), **FAST}
-        env.update(DATABASE_URL=url, REDIS_URL=REDIS_URL)
+        env.update(databases, REDIS_URL=REDIS_URL)
         # Two web servers, nothing else: the changes come from other processes below.
         system = System(env=env, log_dir=tmp / "logs", saga_workers=0, queues=(), web_servers=2)
-        system.manage("migrate", "--no-input")
+        system.migrate()
         system.manage("seed_demo")
         system.start()
         try:

@@ -18,7 +18,7 @@ def test_orders_complete_when_half_the_charges_fail_transiently(tmp_path: Path) 
         "SAGA_FAULT_SEED": "7",
         "SAGA_MAX_ATTEMPTS": "12",
     }
-    with postgres_database() as url, running_system(tmp_path, url, **faults) as system:
+    with postgres_database() as databases, running_system(tmp_path, databases, **faults) as system:
         placed = [system.user.order() for _ in range(12)]
         orders = [system.user.wait(p["order_id"]) for p in placed]
         assert [o["status"] for o in orders] == ["completed"] * 12

@@ -29,12 +29,12 @@ ORDERS = 'queue="orders",role="cluster"'
 @contextmanager
 def web_worker_and_payments_cluster(tmp: Path) -> Iterator[System]:
     """The web server, one saga worker and the payments queue's cluster on a fresh database."""
-    with postgres_database() as url:
-        env = {**local_env(tmp, "functional-tests-" + "x" * 50), **FAST, "DATABASE_URL": url}
+    with postgres_database() as databases:
+        env = {**local_env(tmp, "functional-tests-" + "x" * 50), **FAST, **databases}
         system = System(
             env=env, log_dir=tmp / "logs", saga_workers=1, q_workers=1, queues=("payments",)
         )
-        system.manage("migrate", "--no-input")
+        system.migrate()
         system.start()
         try:
             yield system

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from lab.system import descendants
 from payments import testcards
@@ -20,21 +21,33 @@ pytestmark = pytest.mark.processes
 
 
 def effects(system: RunningSystem, saga_id: str) -> dict[str, Any]:
-    """What each service holds for one saga, read from its own tables."""
-    one = lambda q: system.sql(q, saga_id)  # noqa: E731
-    charged = one("SELECT coalesce(sum(amount), 0) FROM payments_charge WHERE saga_id = %s")
+    """What each service holds for one saga, read from its own tables (in its own database
+    when it has one: make test-multidb)."""
+
+    def one(service: str, query: str) -> list[tuple[Any, ...]]:
+        return system.sql(query, saga_id, service=service)
+
+    charged = one(
+        "payments", "SELECT coalesce(sum(amount), 0) FROM payments_charge WHERE saga_id = %s"
+    )
     refunded = one(
+        "payments",
         "SELECT coalesce(sum(r.amount), 0) FROM payments_refund r "
-        "JOIN payments_charge c ON c.id = r.charge_id WHERE c.saga_id = %s"
+        "JOIN payments_charge c ON c.id = r.charge_id WHERE c.saga_id = %s",
     )
     return {
-        "charges": one("SELECT count(*) FROM payments_charge WHERE saga_id = %s")[0][0],
+        "charges": one("payments", "SELECT count(*) FROM payments_charge WHERE saga_id = %s")[0][0],
         "net_charge": charged[0][0] - refunded[0][0],
         "reservation": [
-            r[0] for r in one("SELECT status FROM inventory_reservation WHERE saga_id = %s")
+            r[0]
+            for r in one("inventory", "SELECT status FROM inventory_reservation WHERE saga_id = %s")
         ],
-        "shipment": [r[0] for r in one("SELECT status FROM shipping_shipment WHERE saga_id = %s")],
-        "order": [r[0] for r in one("SELECT status FROM orders_order WHERE saga_id = %s")],
+        "shipment": [
+            r[0] for r in one("shipping", "SELECT status FROM shipping_shipment WHERE saga_id = %s")
+        ],
+        "order": [
+            r[0] for r in one("orders", "SELECT status FROM orders_order WHERE saga_id = %s")
+        ],
     }
 
 
@@ -98,9 +111,9 @@ def test_fifty_concurrent_orders_for_ten_units_sell_exactly_ten(pg_system: Runni
     outcomes = sorted((o["status"], (o["reason"] or {}).get("code")) for o in orders)
     assert outcomes.count(("completed", None)) == 10
     assert outcomes.count(("failed", "out_of_stock")) == 40
-    assert pg_system.sql("SELECT available FROM inventory_product WHERE sku = 'SCARCE-10'") == [
-        (0,)
-    ]
+    assert pg_system.sql(
+        "SELECT available FROM inventory_product WHERE sku = 'SCARCE-10'", service="inventory"
+    ) == [(0,)]
     for order in orders:
         if order["status"] == "failed":
             assert effects(pg_system, order["saga_id"])["net_charge"] == 0
@@ -114,6 +127,8 @@ def test_the_system_is_quiet_and_consistent_after_the_flows(pg_system: RunningSy
     assert report["unread_replies"] == 0
     assert report["queued_tasks"] == 0
     assert report["sagas"] == sum(report["by_status"].values()) >= 57
+    # Read from the system's own databases: one, or five with a database per service.
+    assert len(set(report["databases"].values())) == 1 + len(settings.SERVICE_DATABASE_URLS)
 
 
 def test_sigterm_stops_workers_cleanly_and_no_claimed_work_is_lost(

@@ -46,11 +46,11 @@ def finishing_lines(log_dir: Path) -> list[tuple[str, str]]:
 def test_orders_of_the_old_version_finish_on_it_while_new_orders_run_the_added_step(
     tmp_path: Path,
 ) -> None:
-    with postgres_database() as url:
+    with postgres_database() as databases:
         env = {
             **local_env(tmp_path, "versions-" + "x" * 50),
             **FAST,
-            "DATABASE_URL": url,
+            **databases,
             "LOG_LEVEL": "INFO",  # the saga workers log every saga's completion, with its version
             # Long enough that the orders waiting for the late shipping cluster do not run out of
             # attempts (and compensate) while the rollout takes place.
@@ -72,7 +72,7 @@ def test_orders_of_the_old_version_finish_on_it_while_new_orders_run_the_added_s
             q_workers=1,
             queues=(*settings.SERVICE_QUEUES, "notices"),
         )
-        old.manage("migrate", "--no-input")
+        old.migrate()
         token = dict(re.findall(r"user (\w+): API token (\w+)", old.manage("seed_demo")))["demo"]
         db = RunningSystem(old, {"demo": token, "admin": token})
         try:
@@ -93,7 +93,7 @@ def test_orders_of_the_old_version_finish_on_it_while_new_orders_run_the_added_s
 
             # The rollout: migrate with the new code (it adds the Notification Service's
             # tables), start the new processes beside the old ones, then stop the old ones.
-            new.manage("migrate", "--no-input")
+            new.migrate()
             before = new.manage("saga", "versions")
             new.start()
             old_pids = [p.pid for p in old.procs]

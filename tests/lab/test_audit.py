@@ -1,6 +1,7 @@
 """The cross-service audit: a consistent world passes, and each invariant it checks is flagged
 when one violation of it is planted, and only that one. The tests read the report's violations,
-never the audit's internals."""
+never the audit's internals. With a database per service (make test-multidb) every service's
+rows are planted in, and read from, its own database."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection, models
+from django.db import connections, models, router
 
 from inventory.models import Product, Reservation
 from inventory.services import create_product, release_stock, reserve_stock
@@ -27,7 +28,7 @@ from shipping.models import Shipment
 from shipping.services import Address, cancel_shipment, schedule_shipment
 from tests.services.builders import order_data
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(databases="__all__")
 
 SKU = "MUG-002"
 PRICE = Decimal("12.50")
@@ -123,6 +124,7 @@ def drop_check_constraints(model: type[models.Model]) -> None:
     plant what the database itself refuses (negative stock), to show that the audit would still
     see it if a constraint were ever lost.
     """
+    connection = connections[router.db_for_write(model)]  # the owning service's database
     assert connection.vendor == "postgresql", "dropping constraints needs PostgreSQL"
     table = model._meta.db_table
     with connection.cursor() as cursor:
@@ -136,6 +138,7 @@ def drop_check_constraints(model: type[models.Model]) -> None:
 
 def drop_unique_constraint(model: type[models.Model], column: str) -> None:
     """Drop the unique constraint on `model`'s `column` for the rest of the test's transaction."""
+    connection = connections[router.db_for_write(model)]  # the owning service's database
     assert connection.vendor == "postgresql", "dropping constraints needs PostgreSQL"
     table = model._meta.db_table
     with connection.cursor() as cursor:

@@ -16,7 +16,8 @@ from sagas.messages import Command
 from sagas.participant import perform
 from tests.services.builders import again, card_token, command, essence, order_payload, undo
 
-pytestmark = pytest.mark.django_db
+# Every database: the Payment Service's own (make test-multidb) as well as default.
+pytestmark = pytest.mark.django_db(databases="__all__")
 
 STEP = "charge_payment"
 
@@ -249,6 +250,7 @@ def test_a_payment_method_keeps_no_card_number_or_cvc() -> None:
         "exp_year",
         "behaviour",
         "created_at",
+        "request_key",  # the caller's retry key (checkout: a digest), never card data
     }
     assert method.token.startswith("pm_") and len(method.token) == 27
     assert stored["last4"] == "9995"
@@ -257,6 +259,26 @@ def test_a_payment_method_keeps_no_card_number_or_cvc() -> None:
 
 def test_each_tokenisation_gets_a_new_token() -> None:
     assert tokenize().token != tokenize().token
+
+
+def test_a_tokenisation_repeated_with_its_request_key_returns_the_same_token() -> None:
+    first = tokenize(request_key="idem:abc")
+
+    again = tokenize(request_key="idem:abc")
+    other = tokenize(request_key="idem:def")
+
+    assert again.token == first.token
+    assert other.token != first.token
+    assert PaymentMethod.objects.count() == 2
+
+
+def test_a_request_key_reused_for_another_card_is_refused_and_stores_nothing() -> None:
+    first = tokenize(request_key="idem:abc")
+
+    with pytest.raises(ValueError, match="another card"):
+        tokenize(request_key="idem:abc", number="5555555555554444")
+
+    assert list(PaymentMethod.objects.values_list("token", flat=True)) == [first.token]
 
 
 def test_a_charge_of_a_sub_cent_amount_is_a_fault_that_charges_nothing() -> None:

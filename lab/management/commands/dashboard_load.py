@@ -73,7 +73,7 @@ class Command(BaseCommand):
         with scratch_database(url, tmp, "saga_dash", keep=options["keep"]) as db_env:
             env = {**local_env(tmp, "dashboard-load-" + "x" * 50), **db_env}
             system = System(env=env, log_dir=tmp / "logs", saga_workers=0, queues=())
-            system.manage("migrate", "--no-input")
+            system.migrate()
             system.manage("seed_demo")
             system.start()
             driver = browser.chromium(tmp / "chromium")

@@ -28,6 +28,10 @@ class Command(BaseCommand):
                 f"queued tasks {report.queued_tasks}; unread replies {report.unread_replies}; "
                 f"failed tasks {report.failed_tasks}; violations {len(report.violations)}"
             )
+            if len(set(report.databases.values())) > 1:
+                self.stdout.write(
+                    "read from: " + ", ".join(f"{k} {v}" for k, v in report.databases.items())
+                )
             for violation in report.violations:
                 self.stdout.write(f"  violation: {violation}")
         if report.violations:

@@ -196,7 +196,7 @@ class Command(BaseCommand):
             saga_workers=options["saga_workers"],
             q_workers=options["q_workers"],
         )
-        system.manage("migrate", "--no-input")
+        system.migrate()
         system.manage("seed_demo")
         say(
             f"{spec.label}: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lab import chaos
 from lab.faults import parse as parse_faults
-from lab.system import MANAGE, System, local_env, scratch_database
+from lab.system import MANAGE, System, databases_of_this_process, local_env, scratch_database
 
 NUMBERS = (
     "orders",
@@ -95,7 +95,7 @@ class Command(BaseCommand):
         if not settings.DATABASE_URL.startswith("postgres"):
             raise CommandError("the chaos run needs PostgreSQL: set DATABASE_URL=postgres://...")
         tmp = Path(tempfile.mkdtemp(prefix="saga_chaos_"))
-        self.stdout.write(f"chaos seed {options['seed']}: fresh database, logs in {tmp}")
+        self.stdout.write(f"chaos seed {options['seed']}: fresh databases, logs in {tmp}")
         argv = [sys.executable, MANAGE, "saga_chaos", "--inside", f"--log-dir={tmp}"]
         argv += [f"--{n.replace('_', '-')}={options[n]}" for n in (*NUMBERS, "seed", "faults")]
         argv += ["--pg-restart"] if options["pg_restart"] else []
@@ -118,7 +118,7 @@ class Command(BaseCommand):
         log_dir = Path(options["log_dir"] or tempfile.mkdtemp(prefix="saga_chaos_"))
         # The rest of the system's settings come from this process's environment (set outside).
         env = {
-            "DATABASE_URL": settings.DATABASE_URL,
+            **databases_of_this_process(),  # fresh ones, made outside: default and any service's
             "SAGA_FAULTS": options["faults"],
             "SAGA_FAULT_SEED": str(options["seed"]),
             "PGAPPNAME": "saga",
@@ -129,7 +129,7 @@ class Command(BaseCommand):
             saga_workers=options["saga_workers"],
             q_workers=options["q_workers"],
         )
-        system.manage("migrate", "--no-input")
+        system.migrate()
         tokens = dict(re.findall(r"user (\w+): API token (\w+)", system.manage("seed_demo")))
         from inventory.services import create_product
 

@@ -27,14 +27,17 @@ class Command(BaseCommand):
     help = "Create the demo catalogue and users (admin, demo) and print their API tokens."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Each product is its own Inventory Service transaction and the users are one in the
+        # default database: no transaction spans two databases. Every part is idempotent, so a
+        # run cut short is completed by the next.
         created = 0
+        for sku, name, price, stock in CATALOGUE:
+            try:
+                create_product(sku=sku, name=name, price=price, currency="EUR", stock=stock)
+                created += 1
+            except ProductExists:
+                pass
         with transaction.atomic():
-            for sku, name, price, stock in CATALOGUE:
-                try:
-                    create_product(sku=sku, name=name, price=price, currency="EUR", stock=stock)
-                    created += 1
-                except ProductExists:
-                    pass
             tokens = {
                 "admin": self._user("admin", os.environ.get("DEMO_ADMIN_PASSWORD", "admin"), True),
                 "demo": self._user("demo", os.environ.get("DEMO_USER_PASSWORD", "demo"), False),
