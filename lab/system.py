@@ -1,6 +1,7 @@
-"""Starting and stopping the whole system as real processes: the ASGI server, saga workers and
-one django-q2 cluster per service queue. Used by the benchmark, the chaos run and the tests;
-`make run` starts the same processes from the Procfile."""
+"""Starting and stopping the whole system as real processes: the ASGI server, saga workers,
+one django-q2 cluster per service queue and the engine's housekeeping cluster. Used by the
+benchmark, the chaos run and the tests; `make run` starts the same processes from the
+Procfile."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class System:
     q_workers: int = 2
     port: int = 0
     queues: tuple[str, ...] | None = None  # the service queues given a cluster; None: all
+    housekeeping: bool = True  # the engine's own cluster, which runs the purge schedule
     web_servers: int = 1  # more: each on its own port (`urls`), e.g. behind a load balancer
     procs: list[Proc] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -91,6 +93,11 @@ class System:
                 for queue in (settings.SERVICE_QUEUES if self.queues is None else self.queues)
             ],
         ]
+        if self.housekeeping:
+            queue = settings.HOUSEKEEPING_QUEUE
+            self.procs.append(
+                Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
+            )
 
     @property
     def url(self) -> str:

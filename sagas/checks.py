@@ -4,6 +4,7 @@ workers (and `migrate`, `manage.py check`) at startup, not mid-saga.
 - sagas.E001: the saga settings break the redelivery ordering, or the lease is not positive.
 - sagas.E002: a registered saga definition breaks its rules (`SagaDefinition.problems`).
 - sagas.E003: a step's action or compensation has no service registered to handle it.
+- sagas.E004: a housekeeping setting is out of range (retention, purge batch, interval).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ TAG = "sagas"
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    return [
+    errors: list[CheckMessage] = [
         Error(
             problem,
             hint="handler timeout < q2 retry < step deadline keeps a redelivered command from "
@@ -27,6 +28,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             id="sagas.E001",
         )
         for problem in saga_config().check()
+    ]
+    return errors + [
+        Error(problem, id="sagas.E004") for problem in saga_config().housekeeping.check()
     ]
 
 
