@@ -59,7 +59,9 @@ class System:
     q_workers: int = 2
     port: int = 0
     queues: tuple[str, ...] | None = None  # the service queues given a cluster; None: all
-    housekeeping: bool = True  # the engine's own cluster, which runs the purge schedule
+    # The engine's own cluster, which runs the purge schedule; None: with the whole system
+    # (every service queue), not beside a chosen few.
+    housekeeping: bool | None = None
     web_servers: int = 1  # more: each on its own port (`urls`), e.g. behind a load balancer
     procs: list[Proc] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -93,7 +95,7 @@ class System:
                 for queue in (settings.SERVICE_QUEUES if self.queues is None else self.queues)
             ],
         ]
-        if self.housekeeping:
+        if self.housekeeping or (self.housekeeping is None and self.queues is None):
             queue = settings.HOUSEKEEPING_QUEUE
             self.procs.append(
                 Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
