@@ -26,6 +26,7 @@ from lab import faults
 from orders.saga import ORDER_SAGA
 from payments.models import Charge
 from sagas import cluster
+from sagas.management.commands import qcluster
 from sagas.models import Saga
 from sagas.services import start_saga
 from tests.services.builders import order_data
@@ -293,3 +294,19 @@ def test_metrics_report_sagas_by_status_queue_depth_and_failed_tasks() -> None:
     assert 'saga_queue_depth{queue="payments"} 2.0' in text
     assert "saga_failed_tasks 1.0" in text
     assert 'saga_started_total{type="order"}' in text
+
+
+def test_qcluster_serves_a_service_queue_or_the_engines_and_refuses_any_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served: list[str] = []
+    monkeypatch.setattr(qcluster, "run_watched", served.append)
+    for queue in ("payments", "housekeeping"):
+        monkeypatch.setenv("Q_CLUSTER_NAME", queue)
+        run("qcluster")
+    assert served == ["payments", "housekeeping"]
+
+    monkeypatch.setenv("Q_CLUSTER_NAME", "billing")
+    with pytest.raises(CommandError, match="orders, payments, inventory, shipping, housekeeping"):
+        run("qcluster")
+    assert served == ["payments", "housekeeping"]
