@@ -1,6 +1,7 @@
-"""Starting and stopping the whole system as real processes: the ASGI server, saga workers and
-one django-q2 cluster per service queue. Used by the benchmark, the chaos run and the tests;
-`make run` starts the same processes from the Procfile."""
+"""Starting and stopping the whole system as real processes: the ASGI server, saga workers,
+one django-q2 cluster per service queue and the engine's housekeeping cluster. Used by the
+benchmark, the chaos run and the tests; `make run` starts the same processes from the
+Procfile."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ class System:
     q_workers: int = 2
     port: int = 0
     queues: tuple[str, ...] | None = None  # the service queues given a cluster; None: all
+    # The engine's own cluster, which runs the purge schedule; None: with the whole system
+    # (every service queue), not beside a chosen few.
+    housekeeping: bool | None = None
     web_servers: int = 1  # more: each on its own port (`urls`), e.g. behind a load balancer
     procs: list[Proc] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -93,6 +97,11 @@ class System:
                 for queue in (settings.SERVICE_QUEUES if self.queues is None else self.queues)
             ],
         ]
+        if self.housekeeping or (self.housekeeping is None and self.queues is None):
+            queue = settings.HOUSEKEEPING_QUEUE
+            self.procs.append(
+                Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
+            )
 
     @property
     def url(self) -> str:

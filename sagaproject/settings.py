@@ -307,6 +307,11 @@ SAGA_MAX_ATTEMPTS = env_int("SAGA_MAX_ATTEMPTS", 5)
 SAGA_RETRY_INITIAL_SECONDS = env_float("SAGA_RETRY_INITIAL_SECONDS", 0.2)
 SAGA_RETRY_MAX_SECONDS = env_float("SAGA_RETRY_MAX_SECONDS", 10.0)
 SAGA_COMPENSATION_MAX_ATTEMPTS = env_int("SAGA_COMPENSATION_MAX_ATTEMPTS", 8)
+# Housekeeping (sagas.housekeeping): finished sagas older than the retention are purged in
+# batches every SAGA_PURGE_EVERY_MINUTES by the engine's own django-q2 cluster.
+SAGA_RETENTION_DAYS = env_float("SAGA_RETENTION_DAYS", 30.0)
+SAGA_PURGE_BATCH = env_int("SAGA_PURGE_BATCH", 500)
+SAGA_PURGE_EVERY_MINUTES = env_int("SAGA_PURGE_EVERY_MINUTES", 10)
 
 # --- The live dashboard (read through sagas.config) -----------------------------------------
 # One tailer per web process reads the event log at most once per DASHBOARD_POLL_SECONDS (woken
@@ -323,6 +328,11 @@ DASHBOARD_FRAME_SECONDS = env_float("DASHBOARD_FRAME_SECONDS", 0.25)
 Q_TIMEOUT = env_int("Q_TIMEOUT", 10)
 Q_RETRY = env_int("Q_RETRY", 15)
 SERVICE_QUEUES = ("orders", "payments", "inventory", "shipping")
+# The engine's own queue: the housekeeping schedule runs there, never on a service's queue (a
+# purge run takes minutes; a service handler has Q_TIMEOUT seconds). One worker is plenty; the
+# run stops itself at half the timeout and the next run goes on where it stopped.
+HOUSEKEEPING_QUEUE = "housekeeping"
+HOUSEKEEPING_TIMEOUT = 300
 Q_CLUSTER = {
     "name": "sagaproject",
     "orm": "default",
@@ -340,7 +350,18 @@ Q_CLUSTER = {
     "save_limit": -1,  # successes leave no row; failures are always saved and shown in the admin
     "catch_up": False,
     "label": "Service queues",
-    "ALT_CLUSTERS": {queue: {} for queue in SERVICE_QUEUES},
+    "ALT_CLUSTERS": {
+        **{queue: {} for queue in SERVICE_QUEUES},
+        HOUSEKEEPING_QUEUE: {
+            "workers": 1,
+            "timeout": HOUSEKEEPING_TIMEOUT,
+            "retry": HOUSEKEEPING_TIMEOUT + 60,
+            "max_attempts": 1,  # a failed run is kept for operators; the schedule runs it again
+            "bulk": 1,
+            "queue_limit": 1,
+            "poll": 1.0,
+        },
+    },
 }
 
 # --- Logging: one JSON object per line ------------------------------------------------------

@@ -1,5 +1,8 @@
+from typing import Any
+
 from django.apps import AppConfig
 from django.core import checks
+from django.db.models.signals import post_migrate
 
 
 class SagasConfig(AppConfig):
@@ -23,3 +26,14 @@ class SagasConfig(AppConfig):
         post_execute_in_worker.connect(
             transport.give_back_acknowledgement, dispatch_uid="sagas.own_ack_back"
         )
+        # After every migrate: a fresh deployment gets the housekeeping schedule unasked.
+        post_migrate.connect(_schedule_housekeeping, sender=self)
+
+
+def _schedule_housekeeping(sender: Any, using: str, apps: Any = None, **kwargs: Any) -> None:
+    from django.apps import apps as installed
+
+    from sagas import housekeeping
+
+    # `migrate` passes the migrated state's apps; `flush` (test teardown) passes none.
+    housekeeping.schedule_after_migrate(using=using, apps=apps or installed)

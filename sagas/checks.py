@@ -9,6 +9,7 @@ workers (and `migrate`, `manage.py check`) at startup, not mid-saga.
   when asked for databases: by `migrate` (a deploy's first step), by `saga_worker` at startup,
   and by `manage.py check --database default`. sagas.W004: the database could not be read, so
   the versions in flight are not known (a saga worker then starts and waits for the database).
+- sagas.E005: a housekeeping setting is out of range (retention, purge batch, interval).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ TAG = "sagas"
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    return [
+    errors: list[CheckMessage] = [
         Error(
             problem,
             hint="handler timeout < q2 retry < step deadline keeps a redelivered command from "
@@ -36,6 +37,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             id="sagas.E001",
         )
         for problem in saga_config().check()
+    ]
+    return errors + [
+        Error(problem, id="sagas.E005") for problem in saga_config().housekeeping.check()
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
@@ -21,6 +22,7 @@ class SagaConfig:
     handler_timeout: int
     queue_retry: int
     service_queues: tuple[str, ...]  # one django-q2 queue (cluster) per service
+    housekeeping: HousekeepingConfig
 
     def check(self) -> list[str]:
         """The ordering that makes redelivery safe: handler timeout < q2 retry < step deadline."""
@@ -32,6 +34,30 @@ class SagaConfig:
             )
         if self.lease_seconds <= 0:
             problems.append("SAGA_LEASE_SECONDS must be positive")
+        return problems
+
+    @property
+    def cluster_queues(self) -> tuple[str, ...]:
+        """Every queue a `qcluster` may serve: the services' and the engine's own."""
+        return (*self.service_queues, self.housekeeping.queue)
+
+
+@dataclass(frozen=True)
+class HousekeepingConfig:
+    retention: timedelta  # finished sagas older than this are purged
+    batch_size: int  # sagas purged per transaction
+    every_minutes: int  # how often the schedule runs the purge
+    queue: str  # the engine's own django-q2 queue, which runs the schedule
+    run_seconds: float  # a scheduled run stops after this long; the next goes on
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.retention <= timedelta(0):
+            problems.append("SAGA_RETENTION_DAYS must be positive")
+        if self.batch_size < 1:
+            problems.append("SAGA_PURGE_BATCH must be at least 1")
+        if self.every_minutes < 1:
+            problems.append("SAGA_PURGE_EVERY_MINUTES must be at least 1")
         return problems
 
 
@@ -55,6 +81,14 @@ def saga_config() -> SagaConfig:
         handler_timeout=settings.Q_TIMEOUT,
         queue_retry=settings.Q_RETRY,
         service_queues=tuple(settings.SERVICE_QUEUES),
+        housekeeping=HousekeepingConfig(
+            retention=timedelta(days=settings.SAGA_RETENTION_DAYS),
+            batch_size=settings.SAGA_PURGE_BATCH,
+            every_minutes=settings.SAGA_PURGE_EVERY_MINUTES,
+            queue=settings.HOUSEKEEPING_QUEUE,
+            # Half the cluster's task timeout: a run never comes near being killed mid-batch.
+            run_seconds=settings.HOUSEKEEPING_TIMEOUT / 2,
+        ),
     )
 
 

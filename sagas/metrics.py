@@ -71,7 +71,7 @@ class DatabaseGauges(Collector):
         depth = GaugeMetricFamily(
             "saga_queue_depth", "Tasks waiting per service queue", labels=["queue"]
         )
-        waiting = dict.fromkeys(config.service_queues, 0)
+        waiting = dict.fromkeys(config.cluster_queues, 0)
         for row in OrmQ.objects.values("key").annotate(n=Count("id")):
             waiting[row["key"]] = row["n"]
         for queue, n in sorted(waiting.items()):
@@ -84,7 +84,7 @@ class DatabaseGauges(Collector):
             value=Failure.objects.count(),
         )
         expected = [(HeartbeatRole.SAGA_WORKER.value, "")] + [
-            (HeartbeatRole.CLUSTER.value, queue) for queue in config.service_queues
+            (HeartbeatRole.CLUSTER.value, queue) for queue in config.cluster_queues
         ]
         ages = GaugeMetricFamily(
             "saga_heartbeat_age_seconds",

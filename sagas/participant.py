@@ -110,6 +110,11 @@ def registered_commands() -> list[str]:
     return sorted(_by_command)
 
 
+def record_models() -> list[type[StepRecord]]:
+    """Every service's step-record model, once each (housekeeping purges them by saga id)."""
+    return sorted({p.record for p in _by_command.values()}, key=lambda m: m._meta.label)
+
+
 BeforeCommit = Callable[[Command], None]
 
 

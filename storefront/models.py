@@ -17,7 +17,10 @@ class IdempotencyKey(models.Model):
     owner_id = models.BigIntegerField()
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)  # sha256 of the canonical request body
-    saga = models.ForeignKey(Saga, null=True, blank=True, on_delete=models.SET_NULL)
+    # CASCADE: the engine's housekeeping purges a finished saga past the retention and, with
+    # it, the keys that answer with that saga (Stripe forgets keys after a day; these outlive
+    # their saga by nothing). The engine does not know this model: its delete collector does.
+    saga = models.ForeignKey(Saga, null=True, blank=True, on_delete=models.CASCADE)
     status_code = models.PositiveSmallIntegerField()
     response = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)

@@ -27,6 +27,7 @@ from lab import faults
 from orders.saga import ORDER_SAGA
 from payments.models import Charge
 from sagas import cluster
+from sagas.management.commands import qcluster
 from sagas.models import Saga
 from sagas.services import start_saga
 from tests.services.builders import order_data
@@ -132,10 +133,13 @@ def test_saga_commands_fail_clearly_on_unknown_ids_and_change_nothing() -> None:
 def test_saga_purge_deletes_only_finished_sagas_older_than_the_cutoff() -> None:
     old, recent, running = order_saga(), order_saga(), order_saga()
     Saga.objects.filter(id=old.id).update(
-        status="completed", finished_at=timezone.now() - timedelta(days=40)
+        status="completed",
+        created_at=timezone.now() - timedelta(days=41),
+        finished_at=timezone.now() - timedelta(days=40),
     )
     Saga.objects.filter(id=recent.id).update(status="failed", finished_at=timezone.now())
-    assert "1 finished saga(s) would be purged" in run("saga", "purge", "--days", "30", "--dry-run")
+    dry_run = run("saga", "purge", "--days", "30", "--dry-run")
+    assert "\n1 finished saga(s) (sagas.SagaEvent 4) would be purged: finished before" in dry_run
     assert Saga.objects.count() == 3
     run("saga", "purge", "--days", "30")
     assert set(Saga.objects.values_list("id", flat=True)) == {recent.id, running.id}
@@ -166,6 +170,40 @@ def test_saga_versions_lists_a_registered_version_no_saga_uses_yet() -> None:
     assert run("saga", "versions").splitlines()[1:] == [
         "order              1          0         0  new sagas start here"
     ]
+
+
+def test_saga_purge_reports_each_batch_and_defaults_to_the_retention_setting() -> None:
+    old = [order_saga() for _ in range(3)]
+    Saga.objects.filter(id__in=[s.id for s in old]).update(
+        status="completed",
+        created_at=timezone.now() - timedelta(days=41),
+        finished_at=timezone.now() - timedelta(days=40),
+    )
+
+    out = run("saga", "purge", "--batch-size", "2")
+
+    assert "batch 1: 2 saga(s) purged so far" in out
+    assert "batch 2: 3 saga(s) purged so far" in out
+    assert "3 finished saga(s) (" in out and "sagas.SagaEvent" in out
+    assert not Saga.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("--days", "0"), "--days must be positive"), (("--batch-size", "0"), "--batch-size")],
+)
+def test_saga_purge_refuses_bad_options_and_changes_nothing(
+    args: tuple[str, ...], message: str
+) -> None:
+    saga = order_saga()
+    Saga.objects.filter(id=saga.id).update(
+        status="completed",
+        created_at=timezone.now() - timedelta(days=41),
+        finished_at=timezone.now() - timedelta(days=40),
+    )
+    with pytest.raises(CommandError, match=message):
+        run("saga", "purge", *args)
+    assert Saga.objects.filter(id=saga.id).exists()
 
 
 def test_saga_audit_passes_on_a_consistent_database_and_flags_a_stray_charge() -> None:
@@ -284,3 +322,19 @@ def test_metrics_report_sagas_by_status_queue_depth_and_failed_tasks() -> None:
     assert 'saga_queue_depth{queue="payments"} 2.0' in text
     assert "saga_failed_tasks 1.0" in text
     assert 'saga_started_total{type="order"}' in text
+
+
+def test_qcluster_serves_a_service_queue_or_the_engines_and_refuses_any_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served: list[str] = []
+    monkeypatch.setattr(qcluster, "run_watched", served.append)
+    for queue in ("payments", "housekeeping"):
+        monkeypatch.setenv("Q_CLUSTER_NAME", queue)
+        run("qcluster")
+    assert served == ["payments", "housekeeping"]
+
+    monkeypatch.setenv("Q_CLUSTER_NAME", "billing")
+    with pytest.raises(CommandError, match="orders, payments, inventory, shipping, housekeeping"):
+        run("qcluster")
+    assert served == ["payments", "housekeeping"]

@@ -129,7 +129,8 @@ def test_sigterm_to_make_run_stops_every_process_without_a_restart(tmp_path: Pat
                 return False
 
         wait_until(serving, 120, "make run did not serve /healthz", log)
-        wait_until(lambda: clusters_running(log) == 4, 60, "the four clusters did not run", log)
+        # One cluster per service queue and the engine's housekeeping cluster.
+        wait_until(lambda: clusters_running(log) == 5, 60, "the five clusters did not run", log)
         started_at = time.monotonic()
 
         os.killpg(make.pid, signal.SIGTERM)  # what Ctrl-C amounts to: honcho SIGTERMs each group

@@ -8,11 +8,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connections, models, router
+from django.utils import timezone
 
 from inventory.models import Product, Reservation
 from inventory.services import create_product, release_stock, reserve_stock
@@ -20,9 +21,10 @@ from lab.audit import AuditReport, audit
 from orders.models import Order
 from orders.saga import ORDER_SAGA
 from orders.services import LineSpec, approve_order, cancel_order, create_order
-from payments.models import Charge
+from payments.models import Charge, PaymentStepRecord
 from payments.services import charge_payment, refund_charge, tokenize_card
 from sagas.core.state import SagaStatus
+from sagas.housekeeping import purge_finished_sagas
 from sagas.models import Saga
 from shipping.models import Shipment
 from shipping.services import Address, cancel_shipment, schedule_shipment
@@ -327,3 +329,24 @@ def test_violations_beyond_the_listed_maximum_are_summarised() -> None:
 
     assert len(report.violations) == 3
     assert report.violations[-1] == "... and 1 more"
+
+
+# --- housekeeping: what remains of a purged saga ------------------------------------------
+
+
+def test_a_purged_sagas_charge_is_counted_apart_unless_its_step_record_is_still_there() -> None:
+    stocked()
+    old = completed_saga()
+    long_ago = timezone.now() - timedelta(days=40)
+    Saga.objects.filter(id=old.saga_id).update(created_at=long_ago, finished_at=long_ago)
+    Charge.objects.filter(saga_id=old.saga_id).update(created_at=long_ago)
+    PaymentStepRecord.objects.create(saga_id=old.saga_id, step="charge_payment")
+    assert purge_finished_sagas(older_than=timedelta(days=30), batch_size=10).sagas == 1
+
+    report = audit()
+    assert (report.violations, report.purged_sagas_charged) == ([], 1)
+
+    # The step record that made the charge outlived its saga: the purge did not do this.
+    PaymentStepRecord.objects.create(saga_id=old.saga_id, step="charge_payment")
+    violation = only_violation(audit())
+    assert old.key in violation and "unknown saga" in violation

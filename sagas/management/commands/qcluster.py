@@ -2,7 +2,8 @@
 
 It replaces django-q2's command of the same name (the sagas app is listed before django_q in
 INSTALLED_APPS for this), so `Q_CLUSTER_NAME=<queue> manage.py qcluster` starts a service worker
-that restarts its cluster when the cluster wedges or its sentinel dies.
+that restarts its cluster when the cluster wedges or its sentinel dies;
+`Q_CLUSTER_NAME=housekeeping` starts the engine's own cluster, which runs its schedules.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import CommandError
 from django_q.management.commands.qcluster import Command as Q2Command
 
 from sagas.cluster import run_watched
+from sagas.config import saga_config
 
 
 class Command(Q2Command):
@@ -27,8 +28,9 @@ class Command(Q2Command):
             super().handle(*args, **options)
             return
         queue = os.environ.get("Q_CLUSTER_NAME", "")
-        if queue not in settings.SERVICE_QUEUES:
+        queues = saga_config().cluster_queues
+        if queue not in queues:
             raise CommandError(
-                f"Q_CLUSTER_NAME must name a service queue: {', '.join(settings.SERVICE_QUEUES)}"
+                f"Q_CLUSTER_NAME must name a service queue or the engine's: {', '.join(queues)}"
             )
         run_watched(queue)

@@ -10,9 +10,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
-from sagas import services, versions
+from sagas import housekeeping, services, versions
+from sagas.config import saga_config
 from sagas.core.state import SagaStatus
 from sagas.exceptions import SagaError
 from sagas.models import Saga
@@ -38,9 +38,17 @@ class Command(BaseCommand):
         ):
             action = sub.add_parser(name, help=text)
             action.add_argument("saga_ids", nargs="+", metavar="saga_id")
-        purge = sub.add_parser("purge", help="delete finished sagas older than --days")
-        purge.add_argument("--days", type=float, required=True)
-        purge.add_argument("--dry-run", action="store_true")
+        purge = sub.add_parser(
+            "purge",
+            help="delete finished sagas older than the retention, in batches (as the schedule)",
+        )
+        purge.add_argument(
+            "--days", type=float, help="retention in days (default: SAGA_RETENTION_DAYS)"
+        )
+        purge.add_argument(
+            "--batch-size", type=int, help="sagas per transaction (default: SAGA_PURGE_BATCH)"
+        )
+        purge.add_argument("--dry-run", action="store_true", help="count, change nothing")
         in_use = sub.add_parser(
             "versions", help="definition versions: registered, in flight, total sagas"
         )
@@ -109,18 +117,27 @@ class Command(BaseCommand):
         self._each(options["saga_ids"], lambda i: services.compensate_saga(saga_id=i))
 
     def do_purge(self, options: dict[str, Any]) -> None:
-        if options["days"] < 0:
-            raise CommandError("--days must not be negative")
-        cutoff = timezone.now() - timedelta(days=options["days"])
-        finished = Saga.objects.filter(
-            status__in=[SagaStatus.COMPLETED, SagaStatus.FAILED], finished_at__lt=cutoff
+        config = saga_config().housekeeping
+        days, batch_size = options["days"], options["batch_size"]
+        if days is not None and not days > 0:
+            raise CommandError("--days must be positive")
+        if batch_size is not None and batch_size < 1:
+            raise CommandError("--batch-size must be at least 1")
+        dry_run = options["dry_run"]
+        verb = "would be purged" if dry_run else "purged"
+
+        def progress(report: housekeeping.PurgeReport) -> None:
+            self.stdout.write(f"batch {report.batches}: {report.sagas} saga(s) {verb} so far")
+
+        report = housekeeping.purge_finished_sagas(
+            older_than=timedelta(days=days) if days is not None else config.retention,
+            batch_size=batch_size or config.batch_size,
+            dry_run=dry_run,
+            on_batch=progress,
         )
-        count = finished.count()
-        if options["dry_run"]:
-            self.stdout.write(f"{count} finished saga(s) would be purged")
-            return
-        finished.delete()  # events and replies go with them (cascade)
-        self.stdout.write(f"{count} finished saga(s) purged")
+        self.stdout.write(
+            f"{report.describe()} {verb}: finished before {report.cutoff:%Y-%m-%d %H:%M:%S}"
+        )
 
     def do_versions(self, options: dict[str, Any]) -> None:
         """A version may be removed from the code once it shows no saga in flight."""

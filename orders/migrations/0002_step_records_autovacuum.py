@@ -1,0 +1,11 @@
+"""Autovacuum settings of the step records (PostgreSQL only; the numbers: sagas.storage)."""
+
+from django.db import migrations
+
+from sagas import storage
+
+
+class Migration(migrations.Migration):
+    dependencies = [("orders", "0001_initial")]
+
+    operations = [storage.set_storage("orders_ordersteprecord", storage.STEP_RECORDS)]
