@@ -1,0 +1,265 @@
+"""`manage.py saga_hosts`: saga workers and django-q2 clusters on two namespaced hosts (Linux
+network namespaces, loopback-range addresses) against one PostgreSQL; host A is cut off and
+killed mid-run and host B takes its sagas over (lab.hosts). `--no-cut` measures throughput on
+`--hosts` hosts instead; `--compare` measures one host against two.
+
+Each run has a fresh database of its own and a process of its own (as saga_chaos). Progress and
+a summary go to standard output, then one JSON line of figures, the last line. Exits 1 when a
+saga does not finish, the audit finds a violation, or the cut did not cut; needs root and
+iproute2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from lab import netns
+from lab.bench.spec import decline_rate
+from lab.system import MANAGE, System, local_env, scratch_database
+
+NUMBERS = ("orders", "concurrency", "skus", "saga_workers", "q_workers", "quiet_timeout")
+PASSED = (*NUMBERS, "hosts", "cut_after", "kill_after", "warmup", "decline_rate")
+INTERRUPTED_WAIT = 90.0  # seconds a run may take to clean up after Ctrl-C
+
+
+class Command(BaseCommand):
+    help = (
+        "Two namespaced hosts share the work through PostgreSQL; host A is cut off and killed "
+        "mid-run and host B takes over. --no-cut: throughput; --compare: one host against two."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--hosts", type=int, default=2, help="namespaced hosts (2)")
+        parser.add_argument("--orders", type=int, default=300, help="orders to place (300)")
+        parser.add_argument(
+            "--concurrency", type=int, default=16, help="clients placing orders (16)"
+        )
+        parser.add_argument("--skus", type=int, default=10, help="products (10)")
+        parser.add_argument(
+            "--decline-rate",
+            type=decline_rate,
+            default=Fraction(1, 20),
+            metavar="R",
+            help="share of orders paid with a declined card (0.05)",
+        )
+        parser.add_argument("--saga-workers", type=int, default=1, help="saga workers per host (1)")
+        parser.add_argument(
+            "--q-workers", type=int, default=2, help="django-q2 workers per queue per host (2)"
+        )
+        parser.add_argument("--no-cut", action="store_true", help="cut nothing: measure throughput")
+        parser.add_argument(
+            "--compare",
+            action="store_true",
+            help="measure one host, then two (implies --no-cut) and print the table",
+        )
+        parser.add_argument(
+            "--cut-after",
+            type=float,
+            default=0.4,
+            help="share of the orders finished when host A is cut off (0.4)",
+        )
+        parser.add_argument(
+            "--kill-after",
+            type=float,
+            default=3.0,
+            help="seconds from the cut to the SIGKILL of host A (3)",
+        )
+        parser.add_argument(
+            "--warmup", type=int, default=0, help="orders placed before the measured ones (0)"
+        )
+        parser.add_argument(
+            "--quiet-timeout",
+            type=float,
+            default=180.0,
+            help="seconds to wait for the queues to drain once every saga ended (180)",
+        )
+        parser.add_argument("--keep", action="store_true", help="keep the database and logs")
+        parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument("--tag", help=argparse.SUPPRESS)
+        parser.add_argument("--log-dir", help=argparse.SUPPRESS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.check_options(options)
+        if options["inside"]:
+            self.inside(options)
+            return
+        reason = netns.unavailable()
+        if reason:
+            raise CommandError(f"namespaced hosts cannot be made here: {reason}")
+        if not settings.DATABASE_URL.startswith("postgres"):
+            raise CommandError("saga_hosts needs PostgreSQL: set DATABASE_URL=postgres://...")
+        if options["compare"]:
+            runs = [self.fresh_run({**options, "hosts": n, "no_cut": True}) for n in (1, 2)]
+            self.stdout.write("")
+            self.stdout.write(comparison(runs))
+            if not all(run and run["ok"] for run in runs):
+                raise CommandError("a measured run failed")
+            return
+        figures = self.fresh_run(options)
+        if not figures or not figures["ok"]:
+            raise CommandError("the run failed (see above)")
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        problems = [
+            f"--{name.replace('_', '-')} must be positive" for name in NUMBERS if options[name] <= 0
+        ]
+        if not 1 <= options["hosts"] <= 8:
+            problems.append("--hosts must be from 1 to 8")
+        cutting = not (options["no_cut"] or options["compare"])
+        if cutting and options["hosts"] < 2:
+            problems.append("cutting a host off needs --hosts 2 or more (or --no-cut)")
+        if not 0 < options["cut_after"] < 1:
+            problems.append("--cut-after must be between 0 and 1")
+        if options["kill_after"] < 0 or options["warmup"] < 0:
+            problems.append("--kill-after and --warmup cannot be negative")
+        if not 0 <= options["decline_rate"] <= 1:
+            problems.append("--decline-rate must be from 0 to 1")
+        if problems:
+            raise CommandError("; ".join(problems))
+
+    def fresh_run(self, options: dict[str, Any]) -> dict[str, Any] | None:
+        """One run in a process of its own on a fresh database; its figures (None: none came).
+        The namespaces of the run are removed here too, whatever became of that process."""
+        from lab.hosts import TAKEOVER_TIMINGS
+
+        tag = netns.new_tag()
+        tmp = Path(tempfile.mkdtemp(prefix="saga_hosts_"))
+        cut = not (options["no_cut"] or options["compare"])
+        self.stdout.write(
+            f"{options['hosts']} namespaced host(s), {'cut' if cut else 'no cut'}: a fresh "
+            f"database; logs in {tmp}"
+        )
+        argv = [sys.executable, MANAGE, "saga_hosts", "--inside", f"--tag={tag}"]
+        argv += [f"--log-dir={tmp}"]
+        argv += [f"--{name.replace('_', '-')}={options[name]}" for name in PASSED]
+        argv += [] if cut else ["--no-cut"]
+        env = {**local_env(tmp, settings.SECRET_KEY), **(TAKEOVER_TIMINGS if cut else {})}
+        last = ""
+        try:
+            with scratch_database(settings.DATABASE_URL, tmp, "saga_hosts", options["keep"]) as db:
+                last = self.follow(argv, System.process_env({**db, **env}))
+        finally:
+            removed = netns.remove(tag)
+            if removed:
+                self.stdout.write(f"removed namespaces left behind: {', '.join(removed)}")
+        try:
+            figures: dict[str, Any] = json.loads(last)
+        except json.JSONDecodeError:
+            self.stdout.write(f"the run printed no figures; logs in {tmp}")
+            return None
+        if figures["ok"] and not options["keep"]:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            self.stdout.write(f"logs in {tmp}")
+        return figures
+
+    def follow(self, argv: list[str], env: dict[str, str]) -> str:
+        """Run the inside process, echoing its output; returns its last line. A Ctrl-C reaches
+        it as well (same process group): let it clean up, and kill it only if it hangs."""
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None
+        last = ""
+        try:
+            for line in child.stdout:
+                self.stdout.write(line.rstrip("\n"))
+                last = line.strip() or last
+            child.wait()
+        except KeyboardInterrupt:
+            self.stdout.write("interrupted: the run is cleaning up")
+            try:
+                child.wait(INTERRUPTED_WAIT)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                child.kill()
+            raise
+        finally:
+            if child.poll() is None:
+                child.kill()
+        return last
+
+    def inside(self, options: dict[str, Any]) -> None:
+        os.environ["PGAPPNAME"] = "saga_hosts"  # before the first connection: not a host's
+        from io import StringIO
+
+        from django.core.management import call_command
+
+        from lab import hosts, ledger
+
+        log_dir = Path(options["log_dir"] or tempfile.mkdtemp(prefix="saga_hosts_"))
+        say = self.say
+        call_command("migrate", "--no-input", verbosity=0)
+        call_command("seed_demo", stdout=StringIO())
+        ledger.install()
+        run_options = hosts.Options(
+            hosts=options["hosts"],
+            orders=options["orders"],
+            concurrency=options["concurrency"],
+            skus=options["skus"],
+            decline_rate=options["decline_rate"],
+            saga_workers=options["saga_workers"],
+            q_workers=options["q_workers"],
+            cut=not options["no_cut"],
+            cut_after=options["cut_after"],
+            kill_after=options["kill_after"],
+            warmup=options["warmup"],
+            quiet_timeout=options["quiet_timeout"],
+        )
+        with hosts.running_hosts(
+            run_options,
+            tag=options["tag"] or netns.new_tag(),
+            database_url=settings.DATABASE_URL,
+            env={},  # the rest comes from this process's environment (set outside)
+            log_dir=log_dir,
+        ) as running:
+            for host in running:
+                say(
+                    f"{host.name}: namespace {host.net.namespace}, {host.net.inside} <-> "
+                    f"{host.net.outside} (forwarder to PostgreSQL); "
+                    f"{run_options.saga_workers} saga worker(s) and "
+                    f"{len(host.system.procs) - run_options.saga_workers} django-q2 clusters "
+                    f"x {run_options.q_workers} workers, all beating from {host.name}"
+                )
+            result = hosts.run(running, run_options, say=say, stream=sys.stdout)
+        say("")
+        for line in result.summary():
+            say(line)
+        self.stdout.write(json.dumps(result.figures()))
+        if not result.ok:
+            raise CommandError("the run failed")
+
+    def say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
+
+def comparison(runs: list[dict[str, Any] | None]) -> str:
+    """One host against two, as a Markdown table."""
+    rows = [
+        "| hosts | saga workers | service workers | orders | c | sagas/s | p50 ms | p99 ms "
+        "| sagas decided per host | load average (start, end) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        if run is None:
+            rows.append("| run failed | | | | | | | | | |")
+            continue
+        n = run["hosts"]
+        shares = " / ".join(str(w["sagas"]) for w in run["work"].values())
+        rows.append(
+            f"| {n} | {n * run['saga_workers_per_host']} "
+            f"| {n * len(settings.SERVICE_QUEUES) * run['q_workers_per_queue_per_host']} | {run['orders']} "
+            f"| {run['concurrency']} | {run['sagas_per_second']} | {run['p50_ms']} "
+            f"| {run['p99_ms']} | {shares} | {', '.join(run['loadavg'])} |"
+        )
+    return "\n".join(rows)
