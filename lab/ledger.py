@@ -89,7 +89,7 @@ def work(prefixes: list[str], until: datetime | None = None) -> dict[str, Work]:
     """The work of each prefix's processes, committed by `until` (the database clock) or ever."""
     found = {prefix: Work() for prefix in prefixes}
     query = "SELECT app, kind, saga_id::text, what FROM lab_host_work"
-    params: list[object] = []
+    params: list[datetime] = []
     if until is not None:
         query += " WHERE at <= %s"
         params.append(until)
