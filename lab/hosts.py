@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from django.db.models.functions import Now
 
 from lab import ledger, netns
 from lab.audit import AuditReport, audit
+from lab.bench import meters
 from lab.bench.load import DirectCheckout, Outcome, Progress, drive, order_bodies
 from lab.bench.report import percentile
 from lab.bench.spec import RunSpec
@@ -266,7 +268,7 @@ class Cutter:
         finally:
             plug.close()
         self.cut.started = time.monotonic()
-        self.cut.at = self.now()
+        self.cut.at = database_now()
         self.cut.reached_after = netns.reaches(net, 5432)
         self.say(
             f"  cut {net.name} off ({net.veth} down): from inside it, the database path "
@@ -316,13 +318,6 @@ class Cutter:
                 return
             time.sleep(0.2)
 
-    @staticmethod
-    def now() -> datetime:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT now()")
-            stamp: datetime = cursor.fetchone()[0]
-            return stamp
-
 
 @dataclass
 class HostWork:
@@ -347,6 +342,7 @@ class HostsResult:
     held_tasks_left: int = 0  # of the tasks A's clusters held, those still queued at the end
     time_to_quiet: float = 0.0  # from the cut (or the first order) until nothing is in flight
     loadavg: tuple[str, str] = ("", "")  # /proc/loadavg at the start and at the end
+    cpu_seconds: dict[str, float] | None = None  # by role, from the first order to quiet
 
     @property
     def seconds(self) -> float:
@@ -366,7 +362,7 @@ class HostsResult:
 
     def figures(self) -> dict[str, Any]:
         latencies = [o.latency_ms for o in self.outcomes if o.latency_ms is not None]
-        by = self.report.by_status
+        statuses = Counter(o.status for o in self.outcomes)
         cut = self.cut
         p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
         return {
@@ -375,10 +371,11 @@ class HostsResult:
             "concurrency": self.options.concurrency,
             "saga_workers_per_host": self.options.saga_workers,
             "q_workers_per_queue_per_host": self.options.q_workers,
-            "completed": by.get(SagaStatus.COMPLETED, 0),
-            "failed": by.get(SagaStatus.FAILED, 0),
-            "stuck": by.get(SagaStatus.STUCK, 0),
+            "completed": statuses[SagaStatus.COMPLETED],
+            "failed": statuses[SagaStatus.FAILED],
+            "stuck": statuses[SagaStatus.STUCK],
             "unfinished": self.report.unfinished,
+            "audited_sagas": self.report.sagas,  # the warm-up's too
             "seconds": round(self.seconds, 2),
             "sagas_per_second": round(len(self.outcomes) / self.seconds, 2) if self.seconds else 0,
             "p50_ms": None if p50 is None else round(p50),
@@ -410,11 +407,14 @@ class HostsResult:
             "taken_over": self.taken_over,
             "leased_taken_over": self.leased_taken_over,
             "held_tasks_left": self.held_tasks_left,
-            "time_to_quiet": round(self.time_to_quiet, 1),
+            "time_to_quiet": None if cut is None else round(self.time_to_quiet, 1),
             "violations": len(self.report.violations),
             "queued_tasks": self.report.queued_tasks,
             "unread_replies": self.report.unread_replies,
             "loadavg": list(self.loadavg),
+            "cpu_seconds": None
+            if self.cpu_seconds is None
+            else {role: round(value, 1) for role, value in self.cpu_seconds.items()},
             "ok": self.ok,
         }
 
@@ -452,12 +452,19 @@ class HostsResult:
             if cut.error is not None:
                 lines.append(f"the cut failed: {cut.error!r}")
         lines.append(
-            f"audit: {len(self.report.violations)} violations, "
+            f"audit of all {self.report.sagas} sagas: {len(self.report.violations)} violations, "
             f"{self.report.queued_tasks} queued tasks, {self.report.unread_replies} unread "
             f"replies, {self.report.failed_tasks} failed tasks; lost orders: "
             f"{sum(o.status not in (SagaStatus.COMPLETED, SagaStatus.FAILED) for o in self.outcomes)}"
         )
         lines += [f"  violation: {v}" for v in self.report.violations]
+        if self.cpu_seconds is not None:
+            lines.append(
+                "CPU seconds from the first order to quiet: "
+                + ", ".join(f"{role} {value:.1f}" for role, value in self.cpu_seconds.items())
+                + f" (in {self.seconds:.1f} s on {os.cpu_count()} cores; PostgreSQL: the whole "
+                "server, anybody's databases)"
+            )
         lines.append(f"load average at the start {self.loadavg[0]}, at the end {self.loadavg[1]}")
         return lines
 
@@ -513,7 +520,9 @@ def run(
     cutter = Cutter(hosts[0], options, say) if options.cut else None
     if cutter is not None:
         cutter.thread.start()
-    started = time.monotonic()
+    roles = cpu_roles(hosts)
+    cpu_start = meters.sample_cpu(roles)
+    started, measured_from = time.monotonic(), database_now()
     try:
         outcomes = drive(
             checkout, bodies, options.concurrency, Progress(stream, "orders", options.orders)
@@ -527,6 +536,8 @@ def run(
             time.sleep(0.5)
             report = audit()
         quiet_at = time.monotonic()
+        # A killed host's processes take their CPU time with them: measured runs only.
+        cpu = None if cutter is not None else meters.cpu_ms(cpu_start, meters.sample_cpu(roles))
     finally:
         if cutter is not None:
             cutter.stop.set()
@@ -538,6 +549,8 @@ def run(
         outcomes,
         report,
         None if cutter is None else cutter.cut,
+        since=measured_from,
+        cpu_ms=cpu,
         time_to_quiet=quiet_at - from_,
         loadavg=(loadavg_start, loadavg()),
     )
@@ -550,6 +563,8 @@ def account(
     report: AuditReport,
     cut: Cut | None,
     *,
+    since: datetime,
+    cpu_ms: dict[str, float] | None,
     time_to_quiet: float,
     loadavg: tuple[str, str],
 ) -> HostsResult:
@@ -557,8 +572,8 @@ def account(
     from django_q.models import OrmQ
 
     names = [f"{host.name}/" for host in hosts]
-    total = ledger.work(names)
-    before = ledger.work(names, until=cut.at) if cut is not None and cut.at else None
+    total = ledger.work(names, since=since)  # the measured orders: no warm-up
+    before = ledger.work(names, since=since, until=cut.at) if cut is not None and cut.at else None
     work = []
     for prefix, host in zip(names, hosts, strict=True):
         mine = total[prefix]
@@ -574,7 +589,14 @@ def account(
             )
         )
     result = HostsResult(
-        options, outcomes, report, work, cut, time_to_quiet=time_to_quiet, loadavg=loadavg
+        options,
+        outcomes,
+        report,
+        work,
+        cut,
+        cpu_seconds=None if cpu_ms is None else {k: v / 1000 for k, v in cpu_ms.items()},
+        time_to_quiet=time_to_quiet,
+        loadavg=loadavg,
     )
     if cut is not None and before is not None:
         a_before = before[names[0]]
@@ -583,6 +605,35 @@ def account(
         result.leased_taken_over = len(cut.leased & others)
         result.held_tasks_left = OrmQ.objects.filter(id__in=list(cut.held_tasks)).count()
     return result
+
+
+def cpu_roles(hosts: list[Host]) -> dict[str, meters.Pids]:
+    """The processes whose CPU time a measured run reports, listed afresh at each sample."""
+
+    def host_pids(host: Host) -> meters.Pids:
+        return lambda: [
+            pid
+            for proc in host.system.procs
+            if proc.alive
+            for pid in (proc.pid, *proc.descendants())
+        ]
+
+    def forwarders() -> list[int]:
+        return [h.forwarder.pid for h in hosts if h.forwarder is not None]
+
+    return {
+        **{host.name: host_pids(host) for host in hosts},
+        "forwarders": forwarders,
+        "postgres": meters.postgres_pids,
+        "driver": lambda: [os.getpid()],
+    }
+
+
+def database_now() -> datetime:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        stamp: datetime = cursor.fetchone()[0]
+        return stamp
 
 
 def loadavg() -> str:

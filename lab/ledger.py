@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import connection
 
@@ -80,21 +80,21 @@ class Work:
 
     sagas: set[str] = field(default_factory=set)  # sagas they decided something for
     decisions: int = 0  # saga-decisions: one saga's events in one committed transaction
-    finished: set[str] = field(default_factory=set)  # sagas whose last decision was theirs
+    finished: set[str] = field(default_factory=set)  # sagas they finished (the final decision)
     commands: int = 0  # command effects: action or compensation replies stored
     by_app: Counter[str] = field(default_factory=Counter)  # commands per process
 
 
-def work(prefixes: list[str], until: datetime | None = None) -> dict[str, Work]:
-    """The work of each prefix's processes, committed by `until` (the database clock) or ever."""
+def work(
+    prefixes: list[str], *, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, Work]:
+    """The work of each prefix's processes committed from `since` to `until` (the database
+    clock; None: from the start, until now)."""
     found = {prefix: Work() for prefix in prefixes}
-    query = "SELECT app, kind, saga_id::text, what FROM lab_host_work"
-    params: list[datetime] = []
-    if until is not None:
-        query += " WHERE at <= %s"
-        params.append(until)
+    query = "SELECT app, kind, saga_id::text, what FROM lab_host_work WHERE at >= %s AND at <= %s"
+    bounds = [since or datetime.min.replace(tzinfo=UTC), until or datetime.max.replace(tzinfo=UTC)]
     with connection.cursor() as cursor:
-        cursor.execute(query + " ORDER BY id", params)
+        cursor.execute(query + " ORDER BY id", bounds)
         rows = cursor.fetchall()
     for app, kind, saga_id, what in rows:
         prefix = next((p for p in prefixes if app.startswith(p)), None)

@@ -247,7 +247,7 @@ def comparison(runs: list[dict[str, Any] | None]) -> str:
     """One host against two, as a Markdown table."""
     rows = [
         "| hosts | saga workers | service workers | orders | c | sagas/s | p50 ms | p99 ms "
-        "| sagas decided per host | load average (start, end) |",
+        "| decisions / commands per host | load average (start, end) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in runs:
@@ -255,7 +255,7 @@ def comparison(runs: list[dict[str, Any] | None]) -> str:
             rows.append("| run failed | | | | | | | | | |")
             continue
         n = run["hosts"]
-        shares = " / ".join(str(w["sagas"]) for w in run["work"].values())
+        shares = ", ".join(f"{w['decisions']} / {w['commands']}" for w in run["work"].values())
         rows.append(
             f"| {n} | {n * run['saga_workers_per_host']} "
             f"| {n * len(settings.SERVICE_QUEUES) * run['q_workers_per_queue_per_host']} | {run['orders']} "
