@@ -4,7 +4,7 @@ PostgreSQL listens on 127.0.0.1 of this machine's namespace only, and its config
 the lab's to change; a host reaches it at its veth address, where this forwarder listens and
 copies bytes both ways to the server. It runs as a process of its own per host (no Django):
 `python -m lab.forwarder LISTEN_HOST:PORT TARGET_HOST:PORT`; it prints one line once it listens
-and stops on SIGTERM.
+and stops on SIGTERM, or when the process that started it dies.
 
 A host cut off the network never closes its connections: no FIN or RST crosses a link that is
 down. The forwarder probes each host-side connection (TCP keepalive, and a user timeout for
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import os
 import signal
 import socket
 import sys
@@ -26,6 +28,7 @@ KEEPALIVE_IDLE = 3  # seconds of silence before the first probe
 KEEPALIVE_INTERVAL = 1  # seconds between probes
 KEEPALIVE_COUNT = 3  # unanswered probes before the connection is dropped
 USER_TIMEOUT_MS = 6000  # unacknowledged data older than this drops the connection
+PR_SET_PDEATHSIG = 1
 
 
 def probe_peer(sock: Any) -> None:
@@ -122,7 +125,17 @@ def address(raw: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def die_with_parent() -> None:
+    """SIGTERM this process when the one that started it dies, however it dies (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getppid()
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request took effect
+        sys.exit(0)
+
+
 def main(argv: list[str]) -> None:
+    die_with_parent()
     parser = argparse.ArgumentParser(prog="python -m lab.forwarder", description=__doc__)
     parser.add_argument("listen", type=address, help="HOST:PORT to listen on")
     parser.add_argument("target", type=address, help="HOST:PORT to forward to")

@@ -199,6 +199,7 @@ class Cut:
     held_tasks: set[int] = field(default_factory=set)  # queue tasks A's clusters still held
     killed_after: float = 0.0  # seconds from the cut to the SIGKILL
     leases_freed_after: float | None = None  # seconds from the cut until B could take them
+    tasks_redelivered_after: float | None = None  # ... until A's queue tasks were acknowledged
     error: BaseException | None = None
 
 
@@ -298,24 +299,37 @@ class Cutter:
 
     def watch_leases(self) -> None:
         """When the sagas A held become claimable again (their lease expired and the server
-        ended A's sessions, which released their row locks)."""
+        ended A's sessions, which released their row locks), and when the queue tasks A's
+        clusters held were delivered again and acknowledged."""
+        from django_q.models import OrmQ
+
         from sagas.models import Saga
 
-        pending = set(self.cut.leased)
-        while pending and not self.stop.is_set():
-            pending &= {
-                str(pk)
-                for pk in Saga.objects.filter(
-                    id__in=list(pending), lease_owner__startswith=f"{self.host.name}/"
-                ).values_list("id", flat=True)
-            }
-            if not pending:
-                self.cut.leases_freed_after = time.monotonic() - self.cut.started
-                self.say(
-                    f"  {len(self.cut.leased)} sagas leased to {self.host.name} taken over "
-                    f"{self.cut.leases_freed_after:.1f} s after the cut"
-                )
-                return
+        leased, held = set(self.cut.leased), set(self.cut.held_tasks)
+        while (leased or held) and not self.stop.is_set():
+            elapsed = time.monotonic() - self.cut.started
+            if leased:
+                leased &= {
+                    str(pk)
+                    for pk in Saga.objects.filter(
+                        id__in=list(leased), lease_owner__startswith=f"{self.host.name}/"
+                    ).values_list("id", flat=True)
+                }
+                if not leased:
+                    self.cut.leases_freed_after = elapsed
+                    self.say(
+                        f"  the {len(self.cut.leased)} sagas leased to {self.host.name} were "
+                        f"claimed by another worker {elapsed:.1f} s after the cut"
+                    )
+            if held:
+                held &= set(OrmQ.objects.filter(id__in=list(held)).values_list("id", flat=True))
+                if not held:
+                    self.cut.tasks_redelivered_after = elapsed
+                    self.say(
+                        f"  the {len(self.cut.held_tasks)} queue tasks {self.host.name}'s "
+                        f"clusters held were delivered again and acknowledged {elapsed:.1f} s "
+                        "after the cut"
+                    )
             time.sleep(0.2)
 
 
@@ -338,6 +352,7 @@ class HostsResult:
     hosts: list[HostWork]
     cut: Cut | None
     taken_over: int = 0  # sagas A decided for before the cut, unfinished, that B finished
+    taken_over_by: float | None = None  # seconds from the cut until the last of them finished
     leased_taken_over: int = 0  # of the sagas leased to A at the cut, those B finished
     held_tasks_left: int = 0  # of the tasks A's clusters held, those still queued at the end
     time_to_quiet: float = 0.0  # from the cut (or the first order) until nothing is in flight
@@ -399,12 +414,12 @@ class HostsResult:
                 "leased": len(cut.leased),
                 "held_tasks": len(cut.held_tasks),
                 "killed_after": round(cut.killed_after, 1),
-                "leases_freed_after": None
-                if cut.leases_freed_after is None
-                else round(cut.leases_freed_after, 1),
+                "leases_freed_after": rounded(cut.leases_freed_after),
+                "tasks_redelivered_after": rounded(cut.tasks_redelivered_after),
                 "error": None if cut.error is None else repr(cut.error),
             },
             "taken_over": self.taken_over,
+            "taken_over_by": rounded(self.taken_over_by),
             "leased_taken_over": self.leased_taken_over,
             "held_tasks_left": self.held_tasks_left,
             "time_to_quiet": None if cut is None else round(self.time_to_quiet, 1),
@@ -440,14 +455,16 @@ class HostsResult:
             )
         if self.cut is not None:
             cut = self.cut
-            freed = "-" if cut.leases_freed_after is None else f"{cut.leases_freed_after:.1f} s"
             lines += [
                 f"taken over from host-a: {self.taken_over} sagas it had worked on and not "
-                f"finished were finished by the others; of the {len(cut.leased)} leased to it at "
-                f"the cut, {self.leased_taken_over} (claimable again after {freed}); of the "
-                f"{len(cut.held_tasks)} queue tasks its clusters held, {self.held_tasks_left} "
-                "still queued",
-                f"time to quiet: {self.time_to_quiet:.1f} s after the cut",
+                "finished were finished by the others, the last "
+                f"{seconds(self.taken_over_by)} after the cut; of the {len(cut.leased)} sagas "
+                f"leased to it at the cut, {self.leased_taken_over} (claimed again after "
+                f"{seconds(cut.leases_freed_after)}); of the {len(cut.held_tasks)} queue tasks "
+                f"its clusters held, {len(cut.held_tasks) - self.held_tasks_left} were "
+                f"delivered again and acknowledged (after {seconds(cut.tasks_redelivered_after)})",
+                f"time to quiet: {self.time_to_quiet:.1f} s after the cut (the rest of the "
+                "orders included)",
             ]
             if cut.error is not None:
                 lines.append(f"the cut failed: {cut.error!r}")
@@ -569,7 +586,10 @@ def account(
     loadavg: tuple[str, str],
 ) -> HostsResult:
     """Who did what, from the ledger; and what the others took over from host A."""
+    from django.db.models import Max
     from django_q.models import OrmQ
+
+    from sagas.models import Saga
 
     names = [f"{host.name}/" for host in hosts]
     total = ledger.work(names, since=since)  # the measured orders: no warm-up
@@ -601,7 +621,11 @@ def account(
     if cut is not None and before is not None:
         a_before = before[names[0]]
         others = set().union(*(total[p].finished for p in names[1:]))
-        result.taken_over = len((a_before.sagas - total[names[0]].finished) & others)
+        taken = (a_before.sagas - total[names[0]].finished) & others
+        result.taken_over = len(taken)
+        last = Saga.objects.filter(id__in=list(taken)).aggregate(last=Max("finished_at"))["last"]
+        if last is not None and cut.at is not None:
+            result.taken_over_by = (last - cut.at).total_seconds()
         result.leased_taken_over = len(cut.leased & others)
         result.held_tasks_left = OrmQ.objects.filter(id__in=list(cut.held_tasks)).count()
     return result
@@ -634,6 +658,14 @@ def database_now() -> datetime:
         cursor.execute("SELECT now()")
         stamp: datetime = cursor.fetchone()[0]
         return stamp
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
 
 
 def loadavg() -> str:

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,13 +26,12 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lab import netns
+from lab import hosts, ledger, netns
 from lab.bench.spec import decline_rate
 from lab.system import MANAGE, System, local_env, scratch_database
 
 NUMBERS = ("orders", "concurrency", "skus", "saga_workers", "q_workers", "quiet_timeout")
 PASSED = (*NUMBERS, "hosts", "cut_after", "kill_after", "warmup", "decline_rate")
-INTERRUPTED_WAIT = 90.0  # seconds a run may take to clean up after Ctrl-C
 
 
 class Command(BaseCommand):
@@ -132,8 +132,6 @@ class Command(BaseCommand):
     def fresh_run(self, options: dict[str, Any]) -> dict[str, Any] | None:
         """One run in a process of its own on a fresh database; its figures (None: none came).
         The namespaces of the run are removed here too, whatever became of that process."""
-        from lab.hosts import TAKEOVER_TIMINGS
-
         tag = netns.new_tag()
         tmp = Path(tempfile.mkdtemp(prefix="saga_hosts_"))
         cut = not (options["no_cut"] or options["compare"])
@@ -145,7 +143,7 @@ class Command(BaseCommand):
         argv += [f"--log-dir={tmp}"]
         argv += [f"--{name.replace('_', '-')}={options[name]}" for name in PASSED]
         argv += [] if cut else ["--no-cut"]
-        env = {**local_env(tmp, settings.SECRET_KEY), **(TAKEOVER_TIMINGS if cut else {})}
+        env = {**local_env(tmp, settings.SECRET_KEY), **(hosts.TAKEOVER_TIMINGS if cut else {})}
         last = ""
         try:
             with scratch_database(settings.DATABASE_URL, tmp, "saga_hosts", options["keep"]) as db:
@@ -167,34 +165,40 @@ class Command(BaseCommand):
 
     def follow(self, argv: list[str], env: dict[str, str]) -> str:
         """Run the inside process, echoing its output; returns its last line. A Ctrl-C reaches
-        it as well (same process group): let it clean up, and kill it only if it hangs."""
+        it too (same process group) and it cleans up: keep echoing until it is done; a second
+        Ctrl-C kills it. SIGTERM is passed on."""
         child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+        signal.signal(signal.SIGTERM, lambda *_: child.terminate())
         assert child.stdout is not None
-        last = ""
+        last, interrupted = "", False
         try:
-            for line in child.stdout:
-                self.stdout.write(line.rstrip("\n"))
-                last = line.strip() or last
+            while True:
+                try:
+                    for line in child.stdout:
+                        self.stdout.write(line.rstrip("\n"))
+                        last = line.strip() or last
+                    break
+                except KeyboardInterrupt:
+                    if interrupted:
+                        raise
+                    interrupted = True
+                    self.stdout.write("interrupted: stopping the hosts, removing the namespaces")
             child.wait()
-        except KeyboardInterrupt:
-            self.stdout.write("interrupted: the run is cleaning up")
-            try:
-                child.wait(INTERRUPTED_WAIT)
-            except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                child.kill()
-            raise
         finally:
             if child.poll() is None:
                 child.kill()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if interrupted:
+            raise CommandError("interrupted")
         return last
 
     def inside(self, options: dict[str, Any]) -> None:
         os.environ["PGAPPNAME"] = "saga_hosts"  # before the first connection: not a host's
+        # A SIGTERM (passed on from outside) unwinds like an error: the hosts are cleaned up.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         from io import StringIO
 
         from django.core.management import call_command
-
-        from lab import hosts, ledger
 
         log_dir = Path(options["log_dir"] or tempfile.mkdtemp(prefix="saga_hosts_"))
         say = self.say
@@ -215,6 +219,21 @@ class Command(BaseCommand):
             warmup=options["warmup"],
             quiet_timeout=options["quiet_timeout"],
         )
+        try:
+            result = self.run_hosts(run_options, options, log_dir)
+        except KeyboardInterrupt:
+            raise CommandError("interrupted: the hosts were stopped and removed") from None
+        say("")
+        for line in result.summary():
+            say(line)
+        self.stdout.write(json.dumps(result.figures()))
+        if not result.ok:
+            raise CommandError("the run failed")
+
+    def run_hosts(
+        self, run_options: hosts.Options, options: dict[str, Any], log_dir: Path
+    ) -> hosts.HostsResult:
+        say = self.say
         with hosts.running_hosts(
             run_options,
             tag=options["tag"] or netns.new_tag(),
@@ -230,13 +249,7 @@ class Command(BaseCommand):
                     f"{len(host.system.procs) - run_options.saga_workers} django-q2 clusters "
                     f"x {run_options.q_workers} workers, all beating from {host.name}"
                 )
-            result = hosts.run(running, run_options, say=say, stream=sys.stdout)
-        say("")
-        for line in result.summary():
-            say(line)
-        self.stdout.write(json.dumps(result.figures()))
-        if not result.ok:
-            raise CommandError("the run failed")
+            return hosts.run(running, run_options, say=say, stream=sys.stdout)
 
     def say(self, line: str) -> None:
         self.stdout.write(line)
