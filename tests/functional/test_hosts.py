@@ -81,9 +81,12 @@ def test_the_cut_host_lost_its_path_to_the_database_and_committed_nothing_after(
 
 def test_host_b_finished_the_sagas_host_a_had_claimed(takeover: dict[str, Any]) -> None:
     assert takeover["taken_over"] > 0
+    assert takeover["taken_over_by"] is not None
     # Those leased to A when its link went down were claimed again once the lease expired.
     assert takeover["leased_taken_over"] == takeover["cut"]["leased"]
     if takeover["cut"]["leased"]:
         assert takeover["cut"]["leases_freed_after"] is not None
     # The queue tasks A's clusters had claimed were delivered again and acknowledged.
     assert takeover["held_tasks_left"] == 0
+    if takeover["cut"]["held_tasks"]:
+        assert takeover["cut"]["tasks_redelivered_after"] is not None
