@@ -257,22 +257,32 @@ class Command(BaseCommand):
 
 
 def comparison(runs: list[dict[str, Any] | None]) -> str:
-    """One host against two, as a Markdown table."""
+    """One host against two, as a Markdown table. CPU: the hosts' processes and their
+    forwarders, per order and in cores (CPU seconds over the run's seconds); PostgreSQL is left
+    out (the server's processes serve anybody's databases)."""
     rows = [
         "| hosts | saga workers | service workers | orders | c | sagas/s | p50 ms | p99 ms "
-        "| decisions / commands per host | load average (start, end) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| decisions / commands per host | hosts' CPU ms/order | cores used | load average "
+        "(start, end) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in runs:
         if run is None:
-            rows.append("| run failed | | | | | | | | | |")
+            rows.append("| run failed |" + " |" * 11)
             continue
         n = run["hosts"]
         shares = ", ".join(f"{w['decisions']} / {w['commands']}" for w in run["work"].values())
+        cpu = run["cpu_seconds"] or {}
+        spent = sum(
+            v for role, v in cpu.items() if role.startswith("host-") or role == "forwarders"
+        )
+        per_order = f"{spent * 1000 / run['orders']:.0f}" if cpu else "-"
+        cores = f"{spent / run['seconds']:.2f}" if cpu and run["seconds"] else "-"
         rows.append(
             f"| {n} | {n * run['saga_workers_per_host']} "
-            f"| {n * len(settings.SERVICE_QUEUES) * run['q_workers_per_queue_per_host']} | {run['orders']} "
-            f"| {run['concurrency']} | {run['sagas_per_second']} | {run['p50_ms']} "
-            f"| {run['p99_ms']} | {shares} | {', '.join(run['loadavg'])} |"
+            f"| {n * len(settings.SERVICE_QUEUES) * run['q_workers_per_queue_per_host']} "
+            f"| {run['orders']} | {run['concurrency']} | {run['sagas_per_second']} "
+            f"| {run['p50_ms']} | {run['p99_ms']} | {shares} | {per_order} | {cores} "
+            f"| {', '.join(run['loadavg'])} |"
         )
     return "\n".join(rows)
