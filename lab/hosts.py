@@ -40,6 +40,7 @@ from lab.bench.load import DirectCheckout, Outcome, Progress, drive, order_bodie
 from lab.bench.report import percentile
 from lab.bench.spec import RunSpec
 from lab.system import System
+from sagas.config import saga_config
 from sagas.core.state import SagaStatus
 
 # Short timings for the takeover, so that it plays out in seconds; still handler timeout <
@@ -109,12 +110,14 @@ def running_hosts(
     whatever happened."""
     hosts: list[Host] = []
     url = urlsplit(database_url)
+    user = url.netloc.rpartition("@")[0]  # with its password, if any
+    target = f"{url.hostname or '127.0.0.1'}:{url.port or 5432}"
     try:
         for net in netns.create(tag, options.hosts):
             hostenv = {
                 **env,
                 # The host's path to the database; a host has no Redis, no shared cache.
-                "DATABASE_URL": url._replace(netloc=f"{url.username}@{net.outside}:5432").geturl(),
+                "DATABASE_URL": url._replace(netloc=f"{user}@{net.outside}:5432").geturl(),
                 "REDIS_URL": "",
                 "CACHE_DIR": str(log_dir / net.name / "cache"),
             }
@@ -131,7 +134,7 @@ def running_hosts(
                 proc.env = {**proc.env, "PGAPPNAME": f"{net.name}/{proc.name}"}
             hosts.append(Host(net, system))
         for host in hosts:
-            host.forwarder = start_forwarder(host.net.outside, url.hostname or "127.0.0.1", log_dir)
+            host.forwarder = start_forwarder(f"{host.net.outside}:5432", target, log_dir)
         for host in hosts:
             host.system.start()
         wait_until_beating(hosts, options)
@@ -149,13 +152,14 @@ def running_hosts(
 
 
 def start_forwarder(listen: str, target: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    forwarder = subprocess.Popen(
-        [sys.executable, "-m", "lab.forwarder", f"{listen}:5432", f"{target}:5432"],
-        stdout=subprocess.PIPE,
-        stderr=(log_dir / f"forwarder-{listen}.log").open("ab"),
-        start_new_session=True,  # a Ctrl-C reaches the run, which stops the hosts first
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+    with (log_dir / f"forwarder-{listen}.log").open("ab") as log:
+        forwarder = subprocess.Popen(
+            [sys.executable, "-m", "lab.forwarder", listen, target],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,  # a Ctrl-C reaches the run, which stops the hosts first
+            cwd=Path(__file__).resolve().parent.parent,
+        )
     assert forwarder.stdout is not None
     if not forwarder.stdout.readline():
         raise RuntimeError(f"the forwarder on {listen} did not start; see {log_dir}")
@@ -270,19 +274,18 @@ class Cutter:
             plug.close()
         self.cut.started = time.monotonic()
         self.cut.at = database_now()
-        self.cut.reached_after = netns.reaches(net, 5432)
+        self.cut.reached_after = netns.reaches(net, 5432)  # a second, when it cannot
+        self.cut.leased = self.leased_to_a()  # theirs until the lease expires, at the earliest
         self.say(
             f"  cut {net.name} off ({net.veth} down): from inside it, the database path "
             f"{'still answers!' if self.cut.reached_after else 'no longer answers'}"
         )
         self.stop.wait(max(0.0, self.options.kill_after - (time.monotonic() - self.cut.started)))
-        # Leases and queue claims A took before the cut that it can no longer use. B's
-        # clusters acknowledge their tasks within a second; a task claimed before the cut and
-        # still unacknowledged now is A's.
-        self.cut.leased = self.leased_to_a()
-        retry = float(TAKEOVER_TIMINGS["Q_RETRY"])
+        # Queue tasks A's clusters claimed before the cut and can no longer acknowledge. B's
+        # clusters acknowledge theirs within a second; a task claimed before the cut (its lock
+        # runs out Q_RETRY after its claim) and still unacknowledged now is A's.
         assert self.cut.at is not None
-        claimed_before = self.cut.at.timestamp() + retry
+        claimed_before = self.cut.at.timestamp() + saga_config().queue_retry
         self.cut.held_tasks = {
             pk
             for pk, lock in OrmQ.objects.filter(lock__gt=Now()).values_list("id", "lock")

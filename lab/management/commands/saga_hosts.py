@@ -193,7 +193,7 @@ class Command(BaseCommand):
         return last
 
     def inside(self, options: dict[str, Any]) -> None:
-        os.environ["PGAPPNAME"] = "saga_hosts"  # before the first connection: not a host's
+        os.environ["PGAPPNAME"] = hosts.OBSERVER  # before the first connection: not a host's
         # A SIGTERM (passed on from outside) unwinds like an error: the hosts are cleaned up.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         from io import StringIO
