@@ -53,6 +53,7 @@ TAKEOVER_TIMINGS = {
     "DB_IDLE_TX_TIMEOUT_MS": "10000",
 }
 OBSERVER = "saga_hosts"  # application_name of this process's own connections
+CUT_ATTEMPTS = 5  # tries at catching a saga worker of host A holding leases
 READY_SECONDS = 90.0  # for every process of every host to beat through its network path
 
 
@@ -202,6 +203,7 @@ class Cut:
     leased: set[str] = field(default_factory=set)  # sagas leased to A's saga workers after the cut
     held_tasks: set[int] = field(default_factory=set)  # queue tasks A's clusters still held
     killed_after: float = 0.0  # seconds from the cut to the SIGKILL
+    flaps: int = 0  # cuts undone at once because A held no lease (see Cutter.cut_and_kill)
     leases_freed_after: float | None = None  # seconds from the cut until B could take them
     tasks_redelivered_after: float | None = None  # ... until A's queue tasks were acknowledged
     error: BaseException | None = None
@@ -264,21 +266,31 @@ class Cutter:
         self.cut.reached_before = netns.reaches(net, 5432)
         plug = netns.Plug(net)
         try:
-            # Cut while A holds leases, so that the takeover by lease expiry is part of the run
-            # (a worker holds them only while it processes a batch: milliseconds).
-            deadline = time.monotonic() + 5
-            while not self.holds_leases() and time.monotonic() < deadline:
-                pass
-            plug.pull()
+            for attempt in range(1, CUT_ATTEMPTS + 1):
+                # Cut while A holds leases, so that the takeover by lease expiry is part of the
+                # run: a worker holds them only while it processes a batch (milliseconds).
+                deadline = time.monotonic() + 5
+                while not self.holds_leases() and time.monotonic() < deadline:
+                    pass
+                plug.pull()
+                self.cut.started, self.cut.at = time.monotonic(), database_now()
+                time.sleep(0.3)  # what A sent before the cut has reached the server by now
+                self.cut.leased = self.leased_to_a()  # A's until they expire, at the earliest
+                if self.cut.leased or attempt == CUT_ATTEMPTS:
+                    break
+                # A's batch had just committed: put the link back (a blip A's connections ride
+                # out, TCP retransmits) and try again.
+                plug.push()
+                self.cut.flaps += 1
+                time.sleep(1.0)
         finally:
             plug.close()
-        self.cut.started = time.monotonic()
-        self.cut.at = database_now()
-        self.cut.reached_after = netns.reaches(net, 5432)  # a second, when it cannot
-        self.cut.leased = self.leased_to_a()  # theirs until the lease expires, at the earliest
+        self.cut.reached_after = netns.reaches(net, 5432)
         self.say(
-            f"  cut {net.name} off ({net.veth} down): from inside it, the database path "
-            f"{'still answers!' if self.cut.reached_after else 'no longer answers'}"
+            f"  cut {net.name} off ({net.veth} down"
+            + (f", after {self.cut.flaps} brief flaps" if self.cut.flaps else "")
+            + f") with {len(self.cut.leased)} sagas leased to it: from inside it, the database "
+            f"path {'still answers!' if self.cut.reached_after else 'no longer answers'}"
         )
         self.stop.wait(max(0.0, self.options.kill_after - (time.monotonic() - self.cut.started)))
         # Queue tasks A's clusters claimed before the cut and can no longer acknowledge. B's
@@ -296,8 +308,8 @@ class Cutter:
         left = netns.pids(net.namespace)
         self.say(
             f"  killed {net.name} (SIGKILL) {self.cut.killed_after:.1f} s after the cut: "
-            f"{len(self.cut.leased)} sagas leased to it, {len(self.cut.held_tasks)} queue tasks "
-            f"claimed by its clusters; {len(left)} processes left on it"
+            f"{len(self.cut.held_tasks)} queue tasks claimed by its clusters; "
+            f"{len(left)} processes left on it"
         )
 
     def watch_leases(self) -> None:
@@ -354,7 +366,7 @@ class HostsResult:
     report: AuditReport
     hosts: list[HostWork]
     cut: Cut | None
-    taken_over: int = 0  # sagas A decided for before the cut, unfinished, that B finished
+    taken_over: int = 0  # sagas A decided for or held before the cut, unfinished, B finished
     taken_over_by: float | None = None  # seconds from the cut until the last of them finished
     leased_taken_over: int = 0  # of the sagas leased to A at the cut, those B finished
     held_tasks_left: int = 0  # of the tasks A's clusters held, those still queued at the end
@@ -417,6 +429,7 @@ class HostsResult:
                 "leased": len(cut.leased),
                 "held_tasks": len(cut.held_tasks),
                 "killed_after": round(cut.killed_after, 1),
+                "flaps": cut.flaps,
                 "leases_freed_after": rounded(cut.leases_freed_after),
                 "tasks_redelivered_after": rounded(cut.tasks_redelivered_after),
                 "error": None if cut.error is None else repr(cut.error),
@@ -459,8 +472,8 @@ class HostsResult:
         if self.cut is not None:
             cut = self.cut
             lines += [
-                f"taken over from host-a: {self.taken_over} sagas it had worked on and not "
-                "finished were finished by the others, the last "
+                f"taken over from host-a: {self.taken_over} sagas it had worked on or held and "
+                "that were unfinished at the cut were finished by the others, the last "
                 f"{seconds(self.taken_over_by)} after the cut; of the {len(cut.leased)} sagas "
                 f"leased to it at the cut, {self.leased_taken_over} (claimed again after "
                 f"{seconds(cut.leases_freed_after)}); of the {len(cut.held_tasks)} queue tasks "
@@ -622,9 +635,11 @@ def account(
         loadavg=loadavg,
     )
     if cut is not None and before is not None:
-        a_before = before[names[0]]
+        # The sagas A had decided for, or held leased, still unfinished when its link went
+        # down, and finished by another host.
+        finished_before: set[str] = set().union(*(before[p].finished for p in names))
         others = set().union(*(total[p].finished for p in names[1:]))
-        taken = (a_before.sagas - total[names[0]].finished) & others
+        taken = ((before[names[0]].sagas | cut.leased) - finished_before) & others
         result.taken_over = len(taken)
         last = Saga.objects.filter(id__in=list(taken)).aggregate(last=Max("finished_at"))["last"]
         if last is not None and cut.at is not None:

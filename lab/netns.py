@@ -145,9 +145,7 @@ class Plug:
 
     def pull(self, timeout: float = 5.0) -> None:
         """Take the link down: no packet crosses in either direction from now on."""
-        assert self.ip.stdin is not None
-        self.ip.stdin.write(f"link set {self.host.veth} down\n")
-        self.ip.stdin.flush()
+        self._send(f"link set {self.host.veth} down")
         flags = Path(f"/sys/class/net/{self.host.veth}/flags")
         deadline = time.monotonic() + timeout
         while int(flags.read_text(), 16) & IFF_UP:
@@ -157,6 +155,15 @@ class Plug:
                 said = self.ip.stderr.read().strip()
                 raise NetnsError(f"{self.host.veth} is still up: {said or 'no word from ip'}")
             time.sleep(0.0005)
+
+    def push(self) -> None:
+        """Put the link back up."""
+        self._send(f"link set {self.host.veth} up")
+
+    def _send(self, command: str) -> None:
+        assert self.ip.stdin is not None
+        self.ip.stdin.write(command + "\n")
+        self.ip.stdin.flush()
 
     def close(self) -> None:
         if self.ip.poll() is None:
