@@ -84,6 +84,7 @@ def test_host_b_finished_the_sagas_host_a_had_claimed(takeover: dict[str, Any]) 
     assert takeover["taken_over_by"] is not None
     # Those leased to A when its link went down were claimed again once the lease expired.
     assert takeover["leased_taken_over"] == takeover["cut"]["leased"]
+    assert takeover["taken_over"] >= takeover["leased_taken_over"]
     if takeover["cut"]["leased"]:
         assert takeover["cut"]["leases_freed_after"] is not None
     # The queue tasks A's clusters had claimed were delivered again and acknowledged.
