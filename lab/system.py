@@ -64,7 +64,11 @@ class System:
     # The engine's own cluster, which runs the purge schedule; None: with the whole system
     # (every service queue), not beside a chosen few.
     housekeeping: bool | None = None
-    web_servers: int = 1  # more: each on its own port (`urls`), e.g. behind a load balancer
+    # More web servers: each on its own port (`urls`), e.g. behind a load balancer; 0: none.
+    web_servers: int = 1
+    # Runs every process: an argv prefix, e.g. one that enters another host's network namespace.
+    launcher: tuple[str, ...] = ()
+    worker_prefix: str = ""  # before each saga worker's name (its lease owner), e.g. a host's
     procs: list[Proc] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -75,11 +79,13 @@ class System:
         base = {**self.env, "Q_WORKERS": str(self.q_workers)}
         py = sys.executable
         self.ports = [self.port] + [free_port() for _ in range(1, self.web_servers)]
+        self.ports = self.ports[: self.web_servers]
+        run = list(self.launcher)
         self.procs = [
             *[
                 Proc(
                     "web" if i == 0 else f"web.{i + 1}",
-                    [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), DAPHNE_APP],
+                    [*run, py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), DAPHNE_APP],
                     base,
                 )
                 for i, port in enumerate(self.ports)
@@ -87,20 +93,33 @@ class System:
             *[
                 Proc(
                     f"saga_worker.{i}",
-                    [py, MANAGE, "saga_worker", "--name", f"saga_worker.{i}"],
+                    [
+                        *run,
+                        py,
+                        MANAGE,
+                        "saga_worker",
+                        "--name",
+                        f"{self.worker_prefix}saga_worker.{i}",
+                    ],
                     base,
                 )
                 for i in range(1, self.saga_workers + 1)
             ],
             *[
-                Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
+                Proc(
+                    f"q_{queue}",
+                    [*run, py, MANAGE, "qcluster"],
+                    {**base, "Q_CLUSTER_NAME": queue},
+                )
                 for queue in (settings.SERVICE_QUEUES if self.queues is None else self.queues)
             ],
         ]
         if self.housekeeping or (self.housekeeping is None and self.queues is None):
             queue = settings.HOUSEKEEPING_QUEUE
             self.procs.append(
-                Proc(f"q_{queue}", [py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue})
+                Proc(
+                    f"q_{queue}", [*run, py, MANAGE, "qcluster"], {**base, "Q_CLUSTER_NAME": queue}
+                )
             )
 
     @property
@@ -175,6 +194,8 @@ class System:
             dead = [p.name for p in self.procs if not p.alive]
             if dead:
                 raise RuntimeError(f"processes died at start: {dead}; see {self.log_dir}")
+            if not self.urls:  # no web tier: the caller knows what "ready" means for the rest
+                return
             try:
                 if all(
                     requests.get(f"{url}/readyz", timeout=2).status_code == 200 for url in self.urls
