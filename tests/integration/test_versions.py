@@ -22,7 +22,7 @@ from sagas.core.definition import SagaDefinition, StepKind
 from sagas.core.state import SagaStatus
 from sagas.exceptions import SagaActionRejected
 from sagas.messages import Outcome, Reply
-from sagas.models import Saga, SagaEvent
+from sagas.models import Saga, SagaEvent, SagaReply
 from sagas.services import retry_saga, start_saga
 from tests.api.builders import client_for, user
 from tests.services.builders import order_data
@@ -63,15 +63,18 @@ def start_order() -> Saga:
     )
 
 
-def answer_every_running_step(saga_ids: list[uuid.UUID]) -> None:
+def answers_to_every_running_step(saga_ids: list[uuid.UUID]) -> list[Reply]:
     """Stand in for the services: every step sent and not answered yet succeeds."""
-    replies = [
+    return [
         Reply(str(saga.id), name, False, step["attempts"], Outcome.OK)
         for saga in Saga.objects.filter(id__in=saga_ids)
         for name, step in saga.state["steps"].items()
         if step["status"] == "running"
     ]
-    transport.deliver(replies)
+
+
+def answer_every_running_step(saga_ids: list[uuid.UUID]) -> None:
+    transport.deliver(answers_to_every_running_step(saga_ids))
 
 
 def run_to_the_end(saga_ids: list[uuid.UUID]) -> None:
@@ -134,7 +137,10 @@ def test_a_saga_of_an_unregistered_version_is_parked_with_an_engine_error_and_th
     lost, fine = start_order(), start_order()
     Saga.objects.filter(id=lost.id).update(version=3)
     Saga.objects.filter(id__in=[lost.id, fine.id]).update(due_at=timezone.now())
-    answer_every_running_step([fine.id])
+    # The replies wait in the inbox, as for a saga a worker held when they landed.
+    SagaReply.objects.bulk_create(
+        [SagaReply.from_reply(reply) for reply in answers_to_every_running_step([fine.id])]
+    )
 
     assert store.process("w", store.claim("w", 10, 30)) == 2
 
