@@ -4,6 +4,7 @@ variable is documented in the README and in .env.example."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files before anything else that would touch a session or the database for them.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -123,6 +126,18 @@ CONN_MAX_AGE = 0 if ASGI_SERVER else env_int("CONN_MAX_AGE", 60)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
 
 
+def process_role() -> str:
+    """What this process is, for PostgreSQL's `pg_stat_activity.application_name`, so that
+    connections can be counted per kind of process (docs/deployment.md): `web`, a management
+    command's name (`saga_worker`), `qcluster:<queue>` for a service queue's cluster."""
+    if ASGI_SERVER:
+        return "web"
+    args = [Path(arg).name for arg in sys.argv[:2]]
+    role = args[1] if len(args) == 2 and args[0] == "manage.py" else (args[0] if args else "")
+    queue = os.environ.get("Q_CLUSTER_NAME", "")
+    return f"{role}:{queue}" if role == "qcluster" and queue else role or "python"
+
+
 def database_config(url: str) -> dict[str, Any]:
     if not url:
         SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +164,7 @@ def database_config(url: str) -> dict[str, Any]:
             f" -c idle_in_transaction_session_timeout={env_int('DB_IDLE_TX_TIMEOUT_MS', 20000)}"
         )
         config["OPTIONS"]["connect_timeout"] = 10
+        config["OPTIONS"]["application_name"] = f"sagas:{process_role()}"[:63]
         if ASGI_SERVER:
             # With CONN_HEALTH_CHECKS on, Django has the pool test each connection on checkout,
             # so a connection killed by a restart or failover is replaced, not handed out.
@@ -171,8 +187,24 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Static files (served by WhiteNoise from every web process) -------------------------------
+# DEBUG off: `collectstatic` copies every app's files into STATIC_ROOT under content-hashed names
+# with gzip copies beside them, and WhiteNoise serves those with a far-future cache header; a page
+# naming a file that was not collected fails loudly. DEBUG on: the files are served from the apps
+# as they are, re-read on every request.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "static"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+# Fixed when the settings load (WhiteNoise would read DEBUG later, which tests override).
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Cache (django-q2 keeps cluster stats here; local memory would break qinfo) -------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
