@@ -3,6 +3,7 @@ environment: WEB_CONCURRENCY processes on HOST:PORT, each a uvicorn server (saga
 See docs/deployment.md for how many and what they cost in PostgreSQL connections."""
 
 import os
+from typing import Any
 
 bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -24,10 +25,10 @@ proc_name = "sagas-web"
 control_socket_disable = True
 
 
-def child_exit(server: object, worker: object) -> None:
+def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the shared metrics (prometheus_client's
     multiprocess mode), so that /metrics does not report a process that is gone."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+        multiprocess.mark_process_dead(worker.pid)

@@ -164,7 +164,8 @@ def database_config(url: str) -> dict[str, Any]:
             f" -c idle_in_transaction_session_timeout={env_int('DB_IDLE_TX_TIMEOUT_MS', 20000)}"
         )
         config["OPTIONS"]["connect_timeout"] = 10
-        config["OPTIONS"]["application_name"] = f"sagas:{process_role()}"[:63]
+        if "PGAPPNAME" not in os.environ:  # libpq's own variable names them otherwise
+            config["OPTIONS"]["application_name"] = f"sagas:{process_role()}"[:63]
         if ASGI_SERVER:
             # With CONN_HEALTH_CHECKS on, Django has the pool test each connection on checkout,
             # so a connection killed by a restart or failover is replaced, not handed out.

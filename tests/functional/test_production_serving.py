@@ -50,7 +50,7 @@ class Served:
 
     def sql(self, query: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.env["DATABASE_URL"]) as conn:
-            return list(conn.execute(query).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(query).fetchall())
 
     def connections(self) -> dict[str, tuple[int, int]]:
         """This database's connections by application name: (all, listening)."""
@@ -171,7 +171,7 @@ def hashed_assets(page: str, *names: str) -> list[str]:
     """The URLs a page gives for the named static files (content-hashed when collected)."""
     urls = []
     for name in names:
-        stem, dot, ext = name.rpartition(".")
+        stem, _, ext = name.rpartition(".")
         match = re.search(rf'(/static/{re.escape(stem)}\.[0-9a-f]{{12}}\.{ext})"', page)
         assert match, f"{name} is not linked under a hashed name"
         urls.append(match.group(1))
