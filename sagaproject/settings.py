@@ -124,6 +124,12 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 ASGI_SERVER = os.environ.get("SAGA_SERVER") == "asgi"
 CONN_MAX_AGE = 0 if ASGI_SERVER else env_int("CONN_MAX_AGE", 60)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
+# DATABASE_URL may lead to PgBouncer in transaction mode (docs/deployment.md, PgBouncer): then
+# no server-side cursors and no startup options (set the timeouts on the role), and the LISTEN
+# connections, which need a session of their own, go to DATABASE_LISTEN_URL: the same database,
+# directly or through a session-mode pool.
+PGBOUNCER_TRANSACTION_MODE = env_bool("PGBOUNCER_TRANSACTION_MODE", False)
+DATABASE_LISTEN_URL = os.environ.get("DATABASE_LISTEN_URL", "")
 
 
 def process_role() -> str:
@@ -164,6 +170,12 @@ def database_config(url: str) -> dict[str, Any]:
             f" -c idle_in_transaction_session_timeout={env_int('DB_IDLE_TX_TIMEOUT_MS', 20000)}"
         )
         config["OPTIONS"]["connect_timeout"] = 10
+        if PGBOUNCER_TRANSACTION_MODE:
+            # PgBouncer refuses the `options` startup parameter, and a transaction-mode pool
+            # hands each transaction any server connection, where a cursor left open would be
+            # lost. (Django already binds parameters client-side and prepares nothing.)
+            del config["OPTIONS"]["options"]
+            config["DISABLE_SERVER_SIDE_CURSORS"] = True
         if "PGAPPNAME" not in os.environ:  # libpq's own variable names them otherwise
             config["OPTIONS"]["application_name"] = f"sagas:{process_role()}"[:63]
         if ASGI_SERVER:
