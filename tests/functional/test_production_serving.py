@@ -295,6 +295,7 @@ def test_sigterm_to_the_process_group_stops_every_process_without_a_kill(served:
     output = served.log.read_text()
     assert "SIGKILL" not in output, output[-4000:]  # honcho had to kill nothing
     assert "Traceback" not in output, output[-4000:]
+    assert "Warning:" not in output, output[-4000:]
     assert stopped_in < 5, output[-4000:]
     wait_until(
         lambda: (
