@@ -82,8 +82,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Static files before anything else that would touch a session or the database for them.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Static files (WhiteNoise) before anything that would touch a session or the database.
+    "sagaproject.staticfiles.static_files",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

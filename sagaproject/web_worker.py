@@ -5,20 +5,9 @@ each one opens its own connection pool on first use (settings, DATABASES), never
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from uvicorn_worker import UvicornWorker
-
-# WhiteNoise's file responses are synchronous iterators, which Django's ASGI handler reads chunk
-# by chunk in a thread, saying so once per process. That is the known price of serving static
-# files from the application (each file once per client, then cached for a year); a CDN or the
-# proxy's cache removes it (docs/deployment.md).
-warnings.filterwarnings(
-    "ignore",
-    message="StreamingHttpResponse must consume synchronous iterators",
-    module="django.core.handlers.asgi",
-)
 
 
 class WebWorker(UvicornWorker):
