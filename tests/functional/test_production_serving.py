@@ -286,17 +286,16 @@ def test_web_processes_pool_their_connections_and_the_forked_workers_do_not(
 
 def test_sigterm_to_the_process_group_stops_every_process_without_a_kill(served: Served) -> None:
     assert len(served.processes()) > 1 + WEB_CONCURRENCY + SAGA_WORKERS + len(QUEUES)
-    started = time.monotonic()
 
     os.killpg(served.make.pid, signal.SIGTERM)  # what systemd, Ctrl-C or a container stop send
 
     wait_until(lambda: not served.processes(), 10, "processes were left", served.log)
-    stopped_in = time.monotonic() - started
     output = served.log.read_text()
-    assert "SIGKILL" not in output, output[-4000:]  # honcho had to kill nothing
+    # honcho kills what is still running 5 s after its SIGTERM, and says so: it had to kill
+    # nothing. (Its clock, not ours: on a loaded machine the exits take a while to be seen.)
+    assert "SIGKILL" not in output, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
     assert "Warning:" not in output, output[-4000:]
-    assert stopped_in < 5, output[-4000:]
     wait_until(
         lambda: (
             not served.sql(
