@@ -1,12 +1,14 @@
 # The two commands: `make run` starts the whole system, `make test` runs the whole suite.
+# `make serve` starts it for production (docs/deployment.md).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 SAGA_WORKERS ?= 2
+DEBUG_IN_ENVIRONMENT := $(DEBUG)
 export DEBUG ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: venv run test test-multidb lint bench chaos clean
+.PHONY: venv run serve test test-multidb lint bench chaos clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +41,28 @@ run: venv .env
 	rm -rf var/prometheus && mkdir -p var/prometheus
 	PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR=$(abspath var/prometheus) \
 		$(VENV)/bin/honcho --env /dev/null start -c saga_worker=$(SAGA_WORKERS)
+
+# Production, on PostgreSQL: DEBUG off and a SECRET_KEY from the environment (or from the file
+# ENV_FILE names; no `.env` is read otherwise). Migrates, collects the static files, then starts
+# gunicorn (WEB_CONCURRENCY uvicorn workers on HOST:PORT), SAGA_WORKERS saga workers, one
+# django-q2 cluster per service queue and the housekeeping cluster from Procfile.production.
+# SIGTERM or Ctrl-C stops them all.
+serve: export DEBUG = 0
+serve: export ENV_FILE ?=
+serve: export PROMETHEUS_MULTIPROC_DIR ?= $(abspath var/prometheus)
+serve: venv
+	@case "$(DEBUG_IN_ENVIRONMENT)" in ""|0|false|False|no|off) ;; \
+	  *) echo "make serve: DEBUG=$(DEBUG_IN_ENVIRONMENT) in the environment; production runs with DEBUG off (\`make run\` is the development command)" >&2; exit 2;; esac
+	@[ -n "$$SECRET_KEY" ] || [ -n "$$ENV_FILE" ] || { \
+	  echo "make serve: set SECRET_KEY (50+ random characters), or ENV_FILE=<a file that sets it>" >&2; exit 2; }
+	@[ -n "$$ENV_FILE" ] || case "$$DATABASE_URL" in postgres://*|postgresql://*) ;; \
+	  *) echo "make serve: set DATABASE_URL=postgres://user:password@host:5432/db (production runs on PostgreSQL)" >&2; exit 2;; esac
+	mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
+	$(PY) manage.py migrate_all --no-input
+	$(PY) manage.py collectstatic --no-input --verbosity 0
+	rm -f "$$PROMETHEUS_MULTIPROC_DIR"/*.db  # the metrics of processes gone: start from zero
+	PORT=$(PORT) $(VENV)/bin/honcho --env /dev/null --procfile Procfile.production \
+		start -c saga_worker=$(SAGA_WORKERS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

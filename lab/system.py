@@ -26,6 +26,9 @@ from django.conf import settings
 from sagas.cluster import descendants
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+# Collected once and shared by the lab's runs: the files are named by their content.
+LAB_STATIC_ROOT = Path(settings.BASE_DIR) / "var" / "lab-static"
+_collected: set[str] = set()  # the STATIC_ROOTs this process has filled
 DAPHNE_APP = "sagaproject.asgi:application"
 # A service's own database, when it has one (sagaproject/settings.py): app label -> variable.
 SERVICE_DATABASE_VARIABLES = {app: f"{app.upper()}_DATABASE_URL" for app in settings.SERVICE_APPS}
@@ -152,9 +155,21 @@ class System:
         # A SIGTERM to the runner must stop the system too: turn it into SystemExit so that
         # the caller's `finally: system.stop()` runs.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        self.collect_static()
         for proc in self.procs:
             self._spawn(proc)
         self.wait_ready()
+
+    def collect_static(self) -> None:
+        """With DEBUG off the pages name the static files by their content-hashed copies, which
+        `collectstatic` makes (as `make serve` does); once per STATIC_ROOT in this process."""
+        env = self.process_env(self.env)
+        debug = env.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+        root = env.get("STATIC_ROOT", "")
+        if debug or root in _collected:
+            return
+        self.manage("collectstatic", "--no-input", "--verbosity", "0")
+        _collected.add(root)
 
     def _spawn(self, proc: Proc) -> None:
         log = (self.log_dir / f"{proc.name}.log").open("ab")
@@ -239,7 +254,7 @@ class System:
 
 def local_env(tmp: Path, secret_key: str) -> dict[str, str]:
     """Settings for a whole-system run on this host over plain HTTP: production mode (DEBUG
-    off), no HTTPS redirect, quiet logs, and a cache of its own in `tmp`."""
+    off), no HTTPS redirect, quiet logs, a cache of its own in `tmp`, the lab's static files."""
     return {
         "DEBUG": "0",
         "SECRET_KEY": secret_key,
@@ -247,6 +262,7 @@ def local_env(tmp: Path, secret_key: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
         "CACHE_DIR": str(tmp / "cache"),
+        "STATIC_ROOT": str(LAB_STATIC_ROOT),
     }
 
 

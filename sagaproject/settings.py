@@ -4,6 +4,7 @@ variable is documented in the README and in .env.example."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (WhiteNoise) before anything that would touch a session or the database.
+    "sagaproject.staticfiles.static_files",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -123,6 +126,24 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 ASGI_SERVER = os.environ.get("SAGA_SERVER") == "asgi"
 CONN_MAX_AGE = 0 if ASGI_SERVER else env_int("CONN_MAX_AGE", 60)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
+# DATABASE_URL may lead to PgBouncer in transaction mode (docs/deployment.md, PgBouncer): then
+# no server-side cursors and no startup options (set the timeouts on the role), and the LISTEN
+# connections, which need a session of their own, go to DATABASE_LISTEN_URL: the same database,
+# directly or through a session-mode pool.
+PGBOUNCER_TRANSACTION_MODE = env_bool("PGBOUNCER_TRANSACTION_MODE", False)
+DATABASE_LISTEN_URL = os.environ.get("DATABASE_LISTEN_URL", "")
+
+
+def process_role() -> str:
+    """What this process is, for PostgreSQL's `pg_stat_activity.application_name`, so that
+    connections can be counted per kind of process (docs/deployment.md): `web`, a management
+    command's name (`saga_worker`), `qcluster:<queue>` for a service queue's cluster."""
+    if ASGI_SERVER:
+        return "web"
+    args = [Path(arg).name for arg in sys.argv[:2]]
+    role = args[1] if len(args) == 2 and args[0] == "manage.py" else (args[0] if args else "")
+    queue = os.environ.get("Q_CLUSTER_NAME", "")
+    return f"{role}:{queue}" if role == "qcluster" and queue else role or "python"
 
 
 def sqlite_config(path: Path, test_name: str = "") -> dict[str, Any]:
@@ -164,6 +185,14 @@ def database_config(url: str) -> dict[str, Any]:
             f" -c idle_in_transaction_session_timeout={env_int('DB_IDLE_TX_TIMEOUT_MS', 20000)}"
         )
         config["OPTIONS"]["connect_timeout"] = 10
+        if PGBOUNCER_TRANSACTION_MODE:
+            # PgBouncer refuses the `options` startup parameter, and a transaction-mode pool
+            # hands each transaction any server connection, where a cursor left open would be
+            # lost. (Django already binds parameters client-side and prepares nothing.)
+            del config["OPTIONS"]["options"]
+            config["DISABLE_SERVER_SIDE_CURSORS"] = True
+        if "PGAPPNAME" not in os.environ:  # libpq's own variable names them otherwise
+            config["OPTIONS"]["application_name"] = f"sagas:{process_role()}"[:63]
         if ASGI_SERVER:
             # With CONN_HEALTH_CHECKS on, Django has the pool test each connection on checkout,
             # so a connection killed by a restart or failover is replaced, not handed out.
@@ -220,8 +249,24 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Static files (served by WhiteNoise from every web process) -------------------------------
+# DEBUG off: `collectstatic` copies every app's files into STATIC_ROOT under content-hashed names
+# with gzip copies beside them, and WhiteNoise serves those with a far-future cache header; a page
+# naming a file that was not collected fails loudly. DEBUG on: the files are served from the apps
+# as they are, re-read on every request.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "static"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+# Fixed when the settings load (WhiteNoise would read DEBUG later, which tests override).
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Cache (django-q2 keeps cluster stats here; local memory would break qinfo) -------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -1,8 +1,7 @@
-"""URL routes: the REST API, OpenAPI, probes, metrics, the dashboard and the admin."""
+"""URL routes: the REST API, OpenAPI, probes, metrics, the dashboard and the admin. Static files
+never reach these: WhiteNoise answers them first (settings, MIDDLEWARE)."""
 
-from django.conf import settings
 from django.contrib import admin
-from django.contrib.staticfiles.views import serve as serve_static
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -22,15 +21,6 @@ urlpatterns = [
     path("dashboard/", include("sagas.dashboard.urls")),
     path("admin/", admin.site.urls),
 ]
-
-if not settings.STATIC_URL.startswith(("http://", "https://")):
-    # daphne serves no files: the apps' static files (API docs assets, admin styles) come from
-    # here, looked up in the installed apps only. A STATIC_URL on a CDN turns this off.
-    urlpatterns.append(
-        re_path(
-            rf"^{settings.STATIC_URL.lstrip('/')}(?P<path>.+)$", serve_static, {"insecure": True}
-        )
-    )
 
 # Errors Django answers itself come out in the API's error shape on /api/ paths.
 handler400 = "sagas.api.errors.handler400"

@@ -114,3 +114,10 @@ def dashboard_config() -> DashboardConfig:
         frame_seconds=settings.DASHBOARD_FRAME_SECONDS,
         redis_url=settings.REDIS_URL,
     )
+
+
+@cache
+def listen_url() -> str:
+    """Where LISTEN connections to the default database go when it is reached through a
+    transaction-mode pooler (DATABASE_LISTEN_URL); empty: where its other connections go."""
+    return str(settings.DATABASE_LISTEN_URL)

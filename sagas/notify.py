@@ -9,6 +9,8 @@ from typing import Any
 import psycopg
 from django.db import connections
 
+from sagas.config import listen_url
+
 
 def notify(channel: str, using: str = "default") -> None:
     """Queue a wake-up on `channel`, delivered when the current transaction commits."""
@@ -45,7 +47,13 @@ class Listener:
         params = connections[self.using].get_connection_params()
         for key in ("cursor_factory", "context", "prepare_threshold"):
             params.pop(key, None)
-        conn = psycopg.connect(**params, autocommit=True)
+        if self.using == "default" and listen_url():
+            # A transaction-mode pooler would move the session between transactions and the
+            # notifications would never come: this connection goes around it.
+            kept = {k: params[k] for k in ("application_name", "connect_timeout") if k in params}
+            conn = psycopg.connect(listen_url(), **kept, autocommit=True)
+        else:
+            conn = psycopg.connect(**params, autocommit=True)
         conn.execute(f'LISTEN "{self.channel}"')
         return conn
 

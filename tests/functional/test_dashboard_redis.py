@@ -3,9 +3,7 @@ change, each once, while one tailer for the whole site reads the log."""
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ import requests
 
 from lab.system import System, local_env
 from sagas.dashboard.feed import Position
-from tests.functional.harness import FAST, postgres_database
+from tests.functional.harness import FAST, Watcher, postgres_database, staff_session
 
 pytestmark = pytest.mark.processes
 
@@ -57,59 +55,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             yield system
         finally:
             system.stop()
-
-
-def staff_session(base: str) -> str:
-    """Sign in through the admin's login form; returns the session cookie's value. (The cookies
-    are Secure with DEBUG off, so they are carried by hand over plain HTTP.)"""
-    form = requests.get(f"{base}/admin/login/", timeout=10)
-    token = form.cookies["csrftoken"]
-    answer = requests.post(
-        f"{base}/admin/login/",
-        data={"csrfmiddlewaretoken": token, "username": "admin", "password": "admin"},
-        headers={"Cookie": f"csrftoken={token}"},
-        allow_redirects=False,
-        timeout=10,
-    )
-    assert answer.status_code == 302, answer.text[:500]
-    return str(answer.cookies["sessionid"])
-
-
-class Watcher(threading.Thread):
-    """A dashboard client: collects every frame it is sent."""
-
-    def __init__(self, base: str) -> None:
-        import websocket
-
-        super().__init__(daemon=True)
-        host = urlsplit(base).netloc
-        self.socket = websocket.create_connection(
-            f"ws://{host}/ws/dashboard/",
-            origin=base,
-            cookie=f"sessionid={staff_session(base)}",
-            timeout=30,
-        )
-        self.frames: list[dict[str, Any]] = [json.loads(self.socket.recv())]
-        self.start()
-
-    def run(self) -> None:
-        import websocket
-
-        try:
-            while data := self.socket.recv():
-                self.frames.append(json.loads(data))
-        except (websocket.WebSocketException, OSError):
-            pass  # closed
-
-    def saw(self, saga_id: str, status: str) -> bool:
-        return any(
-            s["id"] == saga_id and s["status"] == status
-            for frame in list(self.frames)
-            for s in frame.get("sagas", [])
-        )
-
-    def event_ids(self) -> list[int]:
-        return [e[0] for frame in self.frames[1:] for e in frame["events"]]
 
 
 def events_after(database_url: str, position: str) -> list[int]:
