@@ -20,7 +20,7 @@ import pytest
 
 from lab.system import free_port
 from payments import testcards
-from sagas.transport import WAKE_CHANNEL
+from sagas.broker import channel
 from tests.functional.harness import RunningSystem, postgres_database, running_system
 
 pytestmark = pytest.mark.processes
@@ -76,9 +76,10 @@ def pgbouncer(database_url: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     tmp = tmp_path_factory.mktemp("pgbouncer")
-    with postgres_database() as direct, pgbouncer(direct) as pooled:
+    with postgres_database() as databases, pgbouncer(databases["DATABASE_URL"]) as pooled:
+        direct = databases["DATABASE_URL"]
         env = {"PGBOUNCER_TRANSACTION_MODE": "1", "DATABASE_LISTEN_URL": direct}
-        with running_system(tmp, pooled, **env) as running:
+        with running_system(tmp, {**databases, "DATABASE_URL": pooled}, **env) as running:
             yield running
 
 
@@ -103,23 +104,25 @@ def test_orders_finish_correctly_through_a_transaction_mode_pool(system: Running
     assert outcomes == ["completed"] * 8 + ["failed"]
     report = system.wait_quiet()
     assert report["violations"] == [], report
-    # 2 saga workers, 4 clusters of 6 processes and the web server would hold about 30 server
-    # connections on their own; here their work shares the pool, and only the listeners (2 saga
-    # workers, 4 pushers) have connections of their own.
+    # 2 saga workers, 5 clusters (4 service queues and housekeeping) of 6 processes and the web
+    # server would hold about 35 server connections on their own; here their work shares the
+    # pool, and only the listeners (the saga workers, a pusher per cluster) have their own.
+    clusters = sum(proc.name.startswith("q_") for proc in system.system.procs)
     total, listening = peak
-    assert listening == 6, peak
+    assert listening == 2 + clusters, peak
     assert total - listening <= POOL_SIZE, peak
 
 
 def test_a_checkout_through_the_pool_notifies_the_listeners_beside_it(
     system: RunningSystem,
 ) -> None:
-    """NOTIFY is sent in the transaction that commits through the pool; the saga workers' LISTEN
-    connections, which go around the pool (counted above), hear it."""
+    """NOTIFY is sent in the transaction that commits through the pool (the checkout queues the
+    saga's first commands); the pushers' LISTEN connections, which go around the pool (counted
+    above), hear it."""
     with psycopg.connect(system.system.env["DATABASE_LISTEN_URL"], autocommit=True) as listener:
-        listener.execute(f'LISTEN "{WAKE_CHANNEL}"')
+        listener.execute(f'LISTEN "{channel("orders")}"')
 
         system.user.order()
 
         heard = list(listener.notifies(timeout=10, stop_after=1))
-    assert [n.channel for n in heard] == [WAKE_CHANNEL]
+    assert [n.channel for n in heard] == [channel("orders")]

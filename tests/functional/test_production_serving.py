@@ -93,12 +93,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("serve")
     port = free_port()
     venv = Path(sys.prefix)
-    with postgres_database() as url:
+    with postgres_database() as databases:
         inherited = {k: v for k, v in os.environ.items() if k not in ("SAGA_SERVER", "DEBUG")}
         env = {
             **inherited,
             **FAST,
-            "DATABASE_URL": url,
+            **databases,
             "SECRET_KEY": "production-serving-test-" + "s" * 40,
             "SECURE_SSL_REDIRECT": "0",  # plain HTTP here; behind a TLS proxy in production
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
