@@ -37,7 +37,7 @@ def test_every_variable_the_guide_asks_for_is_in_the_configuration_table() -> No
     assert sorted(asked - documented) == []
 
 
-def test_the_production_procfile_starts_the_web_tier_workers_and_a_cluster_per_queue() -> None:
+def test_the_production_procfile_starts_the_web_tier_workers_and_every_cluster() -> None:
     lines = dict(
         line.split(": ", 1)
         for line in (BASE / "Procfile.production").read_text().splitlines()
@@ -46,6 +46,7 @@ def test_the_production_procfile_starts_the_web_tier_workers_and_a_cluster_per_q
 
     assert lines["web"].startswith("gunicorn --config sagaproject/gunicorn.conf.py ")
     assert lines["saga_worker"] == "python manage.py saga_worker"
-    for queue in settings.SERVICE_QUEUES:
+    queues = [*settings.SERVICE_QUEUES, settings.HOUSEKEEPING_QUEUE]  # the engine's schedules
+    for queue in queues:
         assert lines[f"q_{queue}"] == f"env Q_CLUSTER_NAME={queue} python manage.py qcluster"
-    assert len(lines) == 2 + len(settings.SERVICE_QUEUES)
+    assert len(lines) == 2 + len(queues)

@@ -33,7 +33,7 @@ def takeover() -> dict[str, Any]:
             "saga_hosts",
             f"--orders={ORDERS}",
             "--concurrency=6",
-            "--cut-after=0.4",
+            "--cut-after=0.25",  # early: this run is short, and orders must come after the cut
         ],
         capture_output=True,
         text=True,

@@ -34,10 +34,11 @@ def wait_for(what: str, ready: Any, timeout: float = 60) -> None:
 
 
 def finishing_lines(log_dir: Path) -> list[tuple[str, str]]:
-    """The saga workers' log lines for sagas that completed: (process, line)."""
+    """The log lines for sagas that completed, from whichever process decided the end (a
+    service worker where the last reply landed, or a saga worker): (process, line)."""
     return [
         (f"{log_dir.name}/{log.stem}", line)
-        for log in sorted(log_dir.glob("saga_worker.*.log"))
+        for log in sorted(log_dir.glob("*.log"))
         for line in log.read_text().splitlines()
         if '"saga_completed"' in line
     ]
