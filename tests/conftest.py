@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
+import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -20,16 +22,20 @@ MUTMUT_SLOTS = 32
 _slot_lock: IO[str] | None = None  # held until the process exits: the kernel frees the slot
 
 
-def mutmut_slot(directory: Path) -> int:
-    """A database slot no other live test process holds, taken with an exclusive file lock.
+def mutmut_slot(database: str) -> int:
+    """A slot of `database` that no other live test process holds, taken with an exclusive lock
+    on a file named after it (machine-wide: any checkout testing against the same database
+    shares the slots).
 
     A lock, not a counter: a mutant's test process can be killed at its timeout, and the kernel
     releases its lock with it, so the slot is free again for the next one.
     """
     global _slot_lock
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.gettempdir()) / "test-db-slots"
+    directory.mkdir(exist_ok=True)
+    name = re.sub(r"[^\w.-]", "_", database)
     for slot in range(MUTMUT_SLOTS):
-        handle = open(directory / f"{slot}.lock", "w")  # noqa: SIM115 (held for the process's life)
+        handle = open(directory / f"{name}.{slot}.lock", "w")  # noqa: SIM115 (held while alive)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -54,7 +60,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         return
     from django.conf import settings
 
-    slot = mutmut_slot(Path(settings.BASE_DIR) / ".test-db-slots")
+    slot = mutmut_slot(settings.DATABASES["default"]["NAME"])
     for db in settings.DATABASES.values():
         # NAME is the settings' own here: a session puts it back when it ends.
         if db["ENGINE"].endswith("sqlite3"):

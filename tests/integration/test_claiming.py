@@ -16,7 +16,7 @@ from orders.saga import ORDER_SAGA
 from sagas import store, transport
 from sagas.messages import Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
-from sagas.services import retry_saga, start_saga
+from sagas.services import compensate_saga, retry_saga, start_saga
 from tests.services.builders import order_data
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -209,3 +209,72 @@ def test_a_saga_the_engine_cannot_process_is_parked_stuck_and_a_retry_puts_it_ba
     assert retried.due_at is not None and retried.due_at <= timezone.now()
     events = SagaEvent.objects.filter(saga_id=saga_id).order_by("id")
     assert list(events.values_list("kind", flat=True))[-2:] == ["engine_error", "saga_running"]
+
+
+def test_a_worker_sleeps_until_the_earliest_timer_of_any_saga_and_not_at_all_when_one_is_due() -> (
+    None
+):
+    assert store.seconds_until_due() == float("inf")  # no saga: nothing will ever fall due
+
+    soon, later = due_sagas(2)
+    Saga.objects.filter(id=soon).update(due_at=timezone.now() + timedelta(seconds=5))
+    Saga.objects.filter(id=later).update(due_at=timezone.now() + timedelta(seconds=50))
+    Saga.objects.create(type=ORDER_SAGA, data={}, state={}, correlation_id="finished", due_at=None)
+    assert 4 < store.seconds_until_due() <= 5
+
+    Saga.objects.filter(id=later).update(due_at=timezone.now() - timedelta(seconds=3))
+    assert store.seconds_until_due() == 0.0  # overdue: at once, never a negative sleep
+
+
+def test_one_batch_records_the_events_and_commands_of_every_saga_it_processed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = due_sagas(2)
+    transport.deliver(
+        [
+            Reply(str(saga_id), "charge_payment", False, 1, Outcome.REFUSED, "payment_declined")
+            for saga_id in (first, second)
+        ]
+    )
+    enqueued: list[str] = []
+    enqueue = transport.enqueue
+
+    def watched(commands: Any) -> None:
+        commands = list(commands)
+        enqueued.extend(command.saga_id for command in commands)
+        enqueue(commands)
+
+    monkeypatch.setattr(transport, "enqueue", watched)
+
+    assert store.process("w", store.claim("w", 10, 30)) == 2
+    assert set(enqueued) == {str(first), str(second)}  # both turn back: compensations out
+    for saga_id in (first, second):
+        assert SagaEvent.objects.filter(saga_id=saga_id, kind="step_refused").exists()
+
+
+def test_a_parked_saga_keeps_its_replies_for_when_it_is_repaired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (saga_id,) = due_sagas(1)
+    transport.deliver([reply_for(saga_id)])
+
+    def bug(*args: Any) -> Any:
+        raise RuntimeError("x" * 600)
+
+    monkeypatch.setattr(store, "decide", bug)
+    store.process("w", store.claim("w", 10, 30))
+
+    assert SagaReply.objects.filter(saga_id=saga_id).count() == 1
+    [error] = SagaEvent.objects.filter(saga_id=saga_id, kind="engine_error")
+    assert error.detail == {"error": repr(RuntimeError("x" * 600))[:500]}
+
+
+def test_an_operators_decision_clears_the_lease_and_moves_the_fence_one_up() -> None:
+    (saga_id,) = due_sagas(1)
+    claimed = store.claim("worker", 10, lease_seconds=30)
+
+    compensate_saga(saga_id=saga_id)
+
+    saga = Saga.objects.get(id=saga_id)
+    assert (saga.lease_owner, saga.lease_until, saga.fence) == ("", None, claimed[saga_id] + 1)
+    assert store.process("worker", claimed) == 0  # the worker decided from the state before

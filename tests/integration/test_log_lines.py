@@ -84,3 +84,5 @@ def test_a_saga_the_engine_cannot_process_is_logged_as_an_error_with_its_id_and_
         str(saga.id),
     )
     assert error.exc_info is not None and error.exc_info[0] is RuntimeError
+    [event] = SagaEvent.objects.filter(saga_id=saga.id, kind="engine_error")
+    assert event.detail == {"error": "RuntimeError('a bug')"}
