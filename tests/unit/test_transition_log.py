@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from sagas.core.definition import RetryPolicy, SagaDefinition, Step, StepKind
-from sagas.core.state import EventKind, LogEvent, SagaState
+from sagas.core.state import EventKind, LogEvent, SagaState, SagaStatus
 from sagas.core.transition import Cancel, Replied, Resume, Start, Tick, decide
 from sagas.messages import Outcome, Reply
-from tests.unit.test_transition import DEADLINE, Run, sends, stuck_past_the_pivot
+from tests.unit.test_transition import DEADLINE, FIRST, Run, sends, stuck_past_the_pivot
 
 
 def test_a_success_and_a_compensation_are_logged_with_their_step_and_attempt() -> None:
@@ -210,3 +210,18 @@ def test_a_compensation_that_stalls_is_logged_with_the_compensation_attempts_it_
     assert run.fault("create_order", 2, compensation=True).log[1] == LogEvent(
         EventKind.STEP_STALLED, "create_order", 2
     )
+
+
+def test_a_compensation_with_no_reply_is_resent_at_its_deadline_then_parks_the_saga() -> None:
+    run = Run().started()
+    run.feed(Cancel())
+    start = run.now
+    assert sorted(sends(run.feed(Tick(), at=start + DEADLINE))) == [
+        (name, True, 2) for name in sorted(FIRST)
+    ]
+    decision = run.feed(Tick(), at=start + 2 * DEADLINE)
+    assert sends(decision) == []
+    assert [e for e in decision.log if e.kind == EventKind.STEP_STALLED] == [
+        LogEvent(EventKind.STEP_STALLED, name, 2) for name in FIRST
+    ]
+    assert run.state.status is SagaStatus.STUCK
