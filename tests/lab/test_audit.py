@@ -12,6 +12,8 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, models
+from django.utils import timezone
+from django_q.models import Failure, OrmQ
 
 from inventory.models import Product, Reservation
 from inventory.services import create_product, release_stock, reserve_stock
@@ -21,7 +23,9 @@ from orders.saga import ORDER_SAGA
 from orders.services import LineSpec, approve_order, cancel_order, create_order
 from payments.models import Charge
 from payments.services import charge_payment, refund_charge, tokenize_card
+from sagas import transport
 from sagas.core.state import SagaStatus
+from sagas.messages import Outcome, Reply
 from sagas.models import Saga
 from shipping.models import Shipment
 from shipping.services import Address, cancel_shipment, schedule_shipment
@@ -324,3 +328,61 @@ def test_violations_beyond_the_listed_maximum_are_summarised() -> None:
 
     assert len(report.violations) == 3
     assert report.violations[-1] == "... and 1 more"
+
+
+def test_violations_up_to_the_listed_maximum_are_all_listed_and_twenty_by_default() -> None:
+    for _ in range(5):
+        saga_row(SagaStatus.COMPLETED, PRICE)  # four problems each: no charge, reservation, ...
+    assert len(audit(max_listed=20).violations) == 20
+
+    saga_row(SagaStatus.COMPLETED, PRICE)
+    report = audit()
+    assert len(report.violations) == 21
+    assert report.violations[-1] == "... and 4 more"
+
+
+def test_the_report_counts_sagas_and_what_is_left_in_the_queues() -> None:
+    stocked()
+    placed = completed_saga()
+    saga_row(SagaStatus.FAILED, PRICE, reason="payment_declined")
+    OrmQ.objects.create(key="orders", payload="a task", lock=timezone.now())
+    transport.deliver([Reply(placed.key, "approve_order", False, 1, Outcome.OK)])
+    Failure.objects.create(
+        id=uuid.uuid4().hex,
+        name="t",
+        func="f",
+        started=timezone.now(),
+        stopped=timezone.now(),
+        success=False,
+    )
+
+    report = audit()
+
+    assert (report.sagas, report.queued_tasks, report.unread_replies, report.failed_tasks) == (
+        2,
+        1,
+        1,
+        1,
+    )
+    assert not report.quiet
+
+
+def test_sold_out_stock_and_a_product_nobody_reserved_are_no_violation() -> None:
+    stocked(units=2)
+    create_product(sku="CUP-001", name="Cup", price=PRICE, currency="EUR", stock=3)
+    completed_saga()  # takes both mugs
+    assert Product.objects.get(sku=SKU).available == 0
+
+    assert audit().violations == []
+
+
+def test_each_violation_names_what_the_tables_hold() -> None:
+    stocked()
+    placed = completed_saga()
+    Order.objects.filter(id=placed.order_id).update(status=Order.Status.PENDING)
+    Product.objects.filter(sku=SKU).update(available=models.F("available") + 1)
+
+    assert sorted(audit().violations) == [
+        f"{SKU}: stock not conserved: 9 available + 2 held != 10 received",
+        f"completed {placed.key}: order is pending",
+    ]
