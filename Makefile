@@ -8,7 +8,7 @@ DEBUG_IN_ENVIRONMENT := $(DEBUG)
 export DEBUG ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: venv run serve test test-multidb lint bench chaos clean
+.PHONY: venv run serve test test-multidb lint bench chaos mutate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -101,5 +101,17 @@ chaos: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saga
 chaos: venv
 	$(PY) manage.py saga_chaos $(CHAOS_ARGS)
 
+# Mutation testing (docs/mutation.md), not part of `make test`: mutmut mutates the engine's logic and
+# the services' rules one change at a time and runs the fast suites against each mutant, with
+# MUTATE_CHILDREN mutants at a time (each test process on a test database of its own). A fresh
+# run every time: a cached verdict would not see a test added since.
+MUTATE_CHILDREN ?= 2
+mutate: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saga
+mutate: venv
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children $(MUTATE_CHILDREN)
+	$(VENV)/bin/mutmut results
+	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
+
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache mutants

@@ -13,10 +13,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.saga import ORDER_SAGA
-from sagas import store, transport
+from sagas import outbox, store, transport
 from sagas.messages import Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
-from sagas.services import retry_saga, start_saga
+from sagas.services import compensate_saga, retry_saga, start_saga
 from tests.services.builders import order_data
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -60,6 +60,11 @@ def in_threads(*calls: Callable[[], Any]) -> list[Any]:
 
 def reply_for(saga_id: uuid.UUID, step: str = "create_order") -> Reply:
     return Reply(str(saga_id), step, False, 1, Outcome.OK)
+
+
+def in_the_inbox(replies: list[Reply]) -> None:
+    """Replies waiting in their sagas' inboxes, as when they landed on sagas a worker held."""
+    SagaReply.objects.bulk_create([SagaReply.from_reply(reply) for reply in replies])
 
 
 def test_concurrent_workers_claim_disjoint_sagas() -> None:
@@ -281,3 +286,72 @@ def test_a_batch_decides_the_free_saga_at_once_and_the_locked_one_after_its_lock
     assert delivered.is_set()
     assert step(held_id) == "succeeded"
     assert not SagaReply.objects.filter(saga_id__in=[free_id, held_id]).exists()
+
+
+def test_a_worker_sleeps_until_the_earliest_timer_of_any_saga_and_not_at_all_when_one_is_due() -> (
+    None
+):
+    assert store.seconds_until_due() == float("inf")  # no saga: nothing will ever fall due
+
+    soon, later = due_sagas(2)
+    Saga.objects.filter(id=soon).update(due_at=timezone.now() + timedelta(seconds=5))
+    Saga.objects.filter(id=later).update(due_at=timezone.now() + timedelta(seconds=50))
+    Saga.objects.create(type=ORDER_SAGA, data={}, state={}, correlation_id="finished", due_at=None)
+    assert 4 < store.seconds_until_due() <= 5
+
+    Saga.objects.filter(id=later).update(due_at=timezone.now() - timedelta(seconds=3))
+    assert store.seconds_until_due() == 0.0  # overdue: at once, never a negative sleep
+
+
+def test_one_batch_records_the_events_and_commands_of_every_saga_it_processed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = due_sagas(2)
+    in_the_inbox(
+        [
+            Reply(str(saga_id), "charge_payment", False, 1, Outcome.REFUSED, "payment_declined")
+            for saga_id in (first, second)
+        ]
+    )
+    enqueued: list[str] = []
+    enqueue = outbox.enqueue
+
+    def watched(commands: Any) -> None:
+        commands = list(commands)
+        enqueued.extend(command.saga_id for command in commands)
+        enqueue(commands)
+
+    monkeypatch.setattr(outbox, "enqueue", watched)
+
+    assert store.process("w", store.claim("w", 10, 30)) == 2
+    assert set(enqueued) == {str(first), str(second)}  # both turn back: compensations out
+    for saga_id in (first, second):
+        assert SagaEvent.objects.filter(saga_id=saga_id, kind="step_refused").exists()
+
+
+def test_a_parked_saga_keeps_its_replies_for_when_it_is_repaired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (saga_id,) = due_sagas(1)
+    in_the_inbox([reply_for(saga_id)])
+
+    def bug(*args: Any) -> Any:
+        raise RuntimeError("x" * 600)
+
+    monkeypatch.setattr(store, "decide", bug)
+    store.process("w", store.claim("w", 10, 30))
+
+    assert SagaReply.objects.filter(saga_id=saga_id).count() == 1
+    [error] = SagaEvent.objects.filter(saga_id=saga_id, kind="engine_error")
+    assert error.detail == {"error": repr(RuntimeError("x" * 600))[:500]}
+
+
+def test_an_operators_decision_clears_the_lease_and_moves_the_fence_one_up() -> None:
+    (saga_id,) = due_sagas(1)
+    claimed = store.claim("worker", 10, lease_seconds=30)
+
+    compensate_saga(saga_id=saga_id)
+
+    saga = Saga.objects.get(id=saga_id)
+    assert (saga.lease_owner, saga.lease_until, saga.fence) == ("", None, claimed[saga_id] + 1)
+    assert store.process("worker", claimed) == 0  # the worker decided from the state before

@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from django.db import connections, models, router
 from django.utils import timezone
+from django_q.models import Failure, OrmQ
 
 from inventory.models import Product, Reservation
 from inventory.services import create_product, release_stock, reserve_stock
@@ -25,7 +26,7 @@ from payments.models import Charge, PaymentStepRecord
 from payments.services import charge_payment, refund_charge, tokenize_card
 from sagas.core.state import SagaStatus
 from sagas.housekeeping import purge_finished_sagas
-from sagas.models import Saga
+from sagas.models import Saga, SagaReply
 from shipping.models import Shipment
 from shipping.services import Address, cancel_shipment, schedule_shipment
 from tests.services.builders import order_data
@@ -350,3 +351,64 @@ def test_a_purged_sagas_charge_is_counted_apart_unless_its_step_record_is_still_
     PaymentStepRecord.objects.create(saga_id=old.saga_id, step="charge_payment")
     violation = only_violation(audit())
     assert old.key in violation and "unknown saga" in violation
+
+
+def test_violations_up_to_the_listed_maximum_are_all_listed_and_twenty_by_default() -> None:
+    for _ in range(5):
+        saga_row(SagaStatus.COMPLETED, PRICE)  # four problems each: no charge, reservation, ...
+    assert len(audit(max_listed=20).violations) == 20
+
+    saga_row(SagaStatus.COMPLETED, PRICE)
+    report = audit()
+    assert len(report.violations) == 21
+    assert report.violations[-1] == "... and 4 more"
+
+
+def test_the_report_counts_sagas_and_what_is_left_in_the_queues() -> None:
+    stocked()
+    placed = completed_saga()
+    saga_row(SagaStatus.FAILED, PRICE, reason="payment_declined")
+    OrmQ.objects.create(key="orders", payload="a task", lock=timezone.now())
+    # A late duplicate waiting in the inbox, as when it landed while a worker held the saga.
+    SagaReply.objects.create(
+        saga_id=placed.saga_id, step="approve_order", compensation=False, attempt=1, outcome="ok"
+    )
+    Failure.objects.create(
+        id=uuid.uuid4().hex,
+        name="t",
+        func="f",
+        started=timezone.now(),
+        stopped=timezone.now(),
+        success=False,
+    )
+
+    report = audit()
+
+    assert (report.sagas, report.queued_tasks, report.unread_replies, report.failed_tasks) == (
+        2,
+        1,
+        1,
+        1,
+    )
+    assert not report.quiet
+
+
+def test_sold_out_stock_and_a_product_nobody_reserved_are_no_violation() -> None:
+    stocked(units=2)
+    create_product(sku="CUP-001", name="Cup", price=PRICE, currency="EUR", stock=3)
+    completed_saga()  # takes both mugs
+    assert Product.objects.get(sku=SKU).available == 0
+
+    assert audit().violations == []
+
+
+def test_each_violation_names_what_the_tables_hold() -> None:
+    stocked()
+    placed = completed_saga()
+    Order.objects.filter(id=placed.order_id).update(status=Order.Status.PENDING)
+    Product.objects.filter(sku=SKU).update(available=models.F("available") + 1)
+
+    assert sorted(audit().violations) == [
+        f"{SKU}: stock not conserved: 9 available + 2 held != 10 received",
+        f"completed {placed.key}: order is pending",
+    ]

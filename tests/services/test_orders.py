@@ -127,6 +127,20 @@ def test_approving_a_cancelled_order_is_a_fault() -> None:
     assert not OrderStepRecord.objects.filter(step="approve_order").exists()
 
 
+def test_cancelling_an_approved_order_is_a_conflict_an_operator_must_look_at() -> None:
+    created = create_command()
+    perform(created)
+    perform(approve_command(created))
+    order = Order.objects.get()
+
+    with pytest.raises(
+        OrderStateConflict, match=f"order {order.pk} is approved, cannot become cancelled"
+    ):
+        cancel_order(order_id=order.pk)
+
+    assert Order.objects.get().status == Order.Status.APPROVED
+
+
 @pytest.mark.parametrize(
     "payload",
     [

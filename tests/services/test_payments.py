@@ -11,7 +11,7 @@ from django.db.models import Sum
 from payments import messages, testcards
 from payments.exceptions import InvalidCard, ProcessorUnavailable
 from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
-from payments.services import charge_payment, tokenize_card
+from payments.services import card_brand, charge_payment, tokenize_card
 from sagas.messages import Command
 from sagas.participant import perform
 from tests.services.builders import again, card_token, command, essence, order_payload, undo
@@ -234,6 +234,26 @@ def test_tokenize_card_maps_test_cards_to_processor_behaviour(number: str, behav
 )
 def test_tokenize_card_derives_the_brand_from_the_prefix(number: str, brand: str) -> None:
     assert tokenize(number=number).brand == brand
+
+
+@pytest.mark.parametrize(
+    ("prefix", "brand"),
+    [
+        ("50", "unknown"),
+        ("51", "mastercard"),
+        ("55", "mastercard"),
+        ("56", "unknown"),
+        ("2220", "unknown"),
+        ("2221", "mastercard"),
+        ("2720", "mastercard"),
+        ("2721", "unknown"),
+        ("34", "amex"),
+        ("37", "amex"),
+        ("35", "unknown"),
+    ],
+)
+def test_the_brand_follows_each_networks_prefix_range_to_its_edges(prefix: str, brand: str) -> None:
+    assert card_brand(prefix.ljust(16, "0")) == brand
 
 
 def test_a_payment_method_keeps_no_card_number_or_cvc() -> None:

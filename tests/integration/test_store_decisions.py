@@ -1,0 +1,110 @@
+"""What the store writes for a decision (docs/architecture.md §3, §9): the saga row's timers and
+finish time, its events as the transition function logged them, every command of every input,
+and an operator's rejection."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from orders.saga import ORDER_SAGA
+from sagas import outbox, registry, store
+from sagas.exceptions import SagaActionRejected
+from sagas.messages import Outcome, Reply
+from sagas.models import Saga, SagaEvent, SagaReply
+from sagas.services import compensate_saga, retry_saga, start_saga
+from tests.services.builders import order_data
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+
+def started() -> Saga:
+    return start_saga(saga_type=ORDER_SAGA, data=order_data().to_json(), correlation_id="o-1")
+
+
+def processed(saga: Saga, *replies: Reply) -> Saga:
+    """A saga worker reads `replies` from the saga's inbox (where they wait when they land on a
+    saga a worker holds) and its timers."""
+    SagaReply.objects.bulk_create([SagaReply.from_reply(reply) for reply in replies])
+    Saga.objects.filter(id=saga.id).update(due_at=timezone.now())
+    store.process("w", store.claim("w", 10, 30))
+    return Saga.objects.get(id=saga.id)
+
+
+def ok(saga: Saga, step: str) -> Reply:
+    return Reply(str(saga.id), step, False, 1, Outcome.OK)
+
+
+def test_a_started_saga_is_due_at_its_first_reply_deadline() -> None:
+    before = timezone.now()
+    saga = Saga.objects.get(id=started().id)
+    deadline = timedelta(seconds=registry.latest(ORDER_SAGA).steps[0].deadline)
+    assert saga.due_at is not None
+    assert before + deadline <= saga.due_at <= timezone.now() + deadline
+    assert saga.finished_at is None
+
+
+def test_the_commands_an_early_input_decided_are_sent_though_a_later_one_decides_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    saga = started()
+    sent: list[str] = []
+    enqueue = outbox.enqueue
+
+    def watched(commands: Any) -> None:
+        commands = list(commands)
+        sent.extend(command.name for command in commands)
+        enqueue(commands)
+
+    monkeypatch.setattr(outbox, "enqueue", watched)
+    # Three replies, then the worker's Tick: the last reply sends the pivot, the Tick nothing.
+    processed(
+        saga, *(ok(saga, step) for step in ("create_order", "reserve_stock", "charge_payment"))
+    )
+    assert sent == ["shipping.schedule"]
+
+
+def test_events_are_written_with_the_attempt_and_detail_the_decision_logged() -> None:
+    saga = started()
+    processed(saga, Reply(str(saga.id), "charge_payment", False, 1, Outcome.FAULT, "E", "boom"))
+    failed = SagaEvent.objects.get(saga_id=saga.id, kind="step_failed")
+    assert (failed.step, failed.attempt, failed.detail) == (
+        "charge_payment",
+        1,
+        {"code": "E", "message": "boom"},
+    )
+    retry = SagaEvent.objects.get(saga_id=saga.id, kind="retry_scheduled")
+    assert retry.attempt == 1 and retry.detail["delay"] > 0
+
+
+def test_a_finished_saga_records_when_it_finished_once() -> None:
+    saga = started()
+    compensate_saga(saga_id=saga.id)
+    done = processed(
+        saga,
+        *(
+            Reply(str(saga.id), step, True, 1, Outcome.OK)
+            for step in ("create_order", "reserve_stock", "charge_payment")
+        ),
+    )
+    assert done.status == "failed" and done.finished_at is not None
+    again = processed(done, ok(saga, "create_order"))  # a late reply: nothing changes
+    assert again.finished_at == done.finished_at
+
+
+def test_an_operator_action_that_cannot_apply_is_rejected_and_writes_nothing() -> None:
+    saga = started()
+    compensate_saga(saga_id=saga.id)
+    processed(
+        saga,
+        Reply(str(saga.id), "create_order", True, 1, Outcome.OK),
+        Reply(str(saga.id), "reserve_stock", True, 1, Outcome.OK),
+        Reply(str(saga.id), "charge_payment", True, 1, Outcome.OK),
+    )
+    events = SagaEvent.objects.filter(saga_id=saga.id).count()
+    with pytest.raises(SagaActionRejected):
+        retry_saga(saga_id=saga.id)
+    assert SagaEvent.objects.filter(saga_id=saga.id).count() == events
