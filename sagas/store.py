@@ -260,7 +260,6 @@ def land(replies: list[Reply]) -> list[str]:
         rows = list(
             _with_lease(Saga.objects.select_for_update(no_key=True)).filter(id__in=list(arriving))
         )
-    free = [saga for saga in rows if not saga.leased]
     leased = [saga for saga in rows if saga.leased]
     locked = set(arriving) - {str(saga.id) for saga in rows}
     if locked:
@@ -272,16 +271,7 @@ def land(replies: list[Reply]) -> list[str]:
     SagaReply.objects.bulk_create(
         [SagaReply.from_reply(reply) for saga_id in waiting for reply in arriving[saga_id]]
     )
-    if leased:
-        Saga.objects.filter(id__in=[saga.id for saga in leased]).update(due_at=Now())
-        notify(WAKE_CHANNEL)  # nudge the worker that holds it; polling covers a lost nudge
-    for saga in free:
-        saga.fence += 1
-    _decide(
-        free,
-        {saga_id: arriving[saga_id] for saga_id in map(str, (s.id for s in free))},
-        timezone.now(),
-    )
+    _settle(rows, arriving)
     return sorted(locked)
 
 
@@ -296,14 +286,22 @@ def land_waiting(saga_ids: list[str]) -> None:
             .filter(id__in=saga_ids)
             .order_by("id")
         )
-        leased = [saga.id for saga in rows if saga.leased]
-        if leased:
-            Saga.objects.filter(id__in=leased).update(due_at=Now())
-            notify(WAKE_CHANNEL)
-        free = [saga for saga in rows if not saga.leased]
-        for saga in free:
-            saga.fence += 1
-        _decide(free, {}, timezone.now(), only_with_inbox=True)
+        _settle(rows, {}, only_with_inbox=True)
+
+
+def _settle(
+    rows: list[Any], arriving: dict[str, list[Reply]], only_with_inbox: bool = False
+) -> None:
+    """For locked `rows` (sagas annotated by `_with_lease`): make the leased ones due for their worker, and decide the others here,
+    bumping their fence so that a worker whose lease ran out cannot decide them as well."""
+    leased = [saga.id for saga in rows if saga.leased]
+    if leased:
+        Saga.objects.filter(id__in=leased).update(due_at=Now())
+        notify(WAKE_CHANNEL)  # nudge the worker that holds it; polling covers a lost nudge
+    free = [saga for saga in rows if not saga.leased]
+    for saga in free:
+        saga.fence += 1
+    _decide(free, arriving, timezone.now(), only_with_inbox)
 
 
 def _with_lease(sagas: Any) -> Any:
