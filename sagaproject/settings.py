@@ -398,6 +398,7 @@ Q_CLUSTER = {
     "ALT_CLUSTERS": {
         **{queue: {} for queue in SERVICE_QUEUES},
         HOUSEKEEPING_QUEUE: {
+            "broker_class": "sagas.broker.PollingBroker",
             "workers": 1,
             "timeout": HOUSEKEEPING_TIMEOUT,
             "retry": HOUSEKEEPING_TIMEOUT + 60,

@@ -70,7 +70,7 @@ class PostgresBroker(ORM):
             # for the next NOTIFY (one that came meanwhile returns at once) instead of asking
             # again: that empty claim was one more transaction per task.
             self._drained = False
-            self._listener.wait(max(Conf.POLL, MAX_IDLE_WAIT))
+            self._idle()
         try:
             self.get_connection()  # closes stale connections between looks, as the ORM broker does
             with transaction.atomic(using=Conf.ORM), self._connection.cursor() as cursor:
@@ -88,8 +88,11 @@ class PostgresBroker(ORM):
         if tasks:
             self._drained = len(tasks) < Conf.BULK
             return tasks
-        self._listener.wait(max(Conf.POLL, MAX_IDLE_WAIT))
+        self._idle()
         return None
+
+    def _idle(self) -> None:
+        self._listener.wait(max(Conf.POLL, MAX_IDLE_WAIT))
 
     def acknowledge(self, task_id: Any) -> Any:
         if self._connection.vendor == "postgresql":
@@ -103,3 +106,12 @@ class PostgresBroker(ORM):
             done = super().acknowledge(task_id)
         cluster.mark("acknowledged")  # the watchdog's sign of life (sagas.cluster)
         return done
+
+
+class PollingBroker(PostgresBroker):
+    """The same claims for a queue where a second's delay does not matter (housekeeping): it
+    sleeps `poll` between looks instead of LISTENing. Each listening session of a database runs a
+    transaction of its own for every transaction that NOTIFYs there, on whatever channel."""
+
+    def _idle(self) -> None:
+        time.sleep(Conf.POLL)

@@ -34,8 +34,6 @@ log = logging.getLogger("sagas")
 # commit however many channels it notifies: only decisions that send nothing (a saga finishing)
 # pay for it.
 EVENTS_CHANNEL = "saga_events"
-# NOTIFYed when a saga is made due for the saga workers (sagas.worker listens).
-WAKE_CHANNEL = "saga_wake"
 _random = random.Random()
 
 SAVED_FIELDS = [
@@ -296,8 +294,9 @@ def _settle(
     bumping their fence so that a worker whose lease ran out cannot decide them as well."""
     leased = [saga.id for saga in rows if saga.leased]
     if leased:
+        # Its worker reads the inbox once it locks the row (after this commits); if the lease
+        # ran out instead, the next claim after its expiry finds the saga due.
         Saga.objects.filter(id__in=leased).update(due_at=Now())
-        notify(WAKE_CHANNEL)  # nudge the worker that holds it; polling covers a lost nudge
     free = [saga for saga in rows if not saga.leased]
     for saga in free:
         saga.fence += 1

@@ -1,4 +1,10 @@
-"""The saga worker loop: claim due sagas, process them, sleep until woken or the poll interval.
+"""The saga worker loop: claim due sagas, process them, sleep until the earliest timer or the poll
+interval.
+
+Replies are decided where they land (sagas.store.land), so a saga worker only recovers: timers
+(reply deadlines, backoffs), sagas left with replies in their inbox, leases that ran out. It does
+not LISTEN: PostgreSQL makes every listening session of a database run a transaction for every
+transaction that NOTIFYs there, on any channel, so each listener costs a share of every step.
 
 Any number of workers may run on any number of hosts. A worker that dies loses nothing: its
 leases expire and another worker claims the sagas. SIGTERM stops the loop after the current
@@ -19,7 +25,6 @@ from sagas import store
 from sagas.config import SagaConfig
 from sagas.heartbeat import Heart
 from sagas.models import HeartbeatRole
-from sagas.notify import Listener
 
 log = logging.getLogger("sagas.worker")
 
@@ -33,7 +38,6 @@ class SagaWorker:
         self.heart = Heart(HeartbeatRole.SAGA_WORKER, name=self.name)
 
     def run(self) -> None:
-        wakeup = Listener(store.WAKE_CHANNEL)
         log.info("saga worker started", extra={"worker": self.name})
         failures = 0
         try:
@@ -41,7 +45,7 @@ class SagaWorker:
                 try:
                     self.heart.beat_if_due()  # one write every few seconds, not per batch
                     done = self.run_once()
-                    # Idle: sleep until woken, or until the earliest timer falls due.
+                    # Idle: sleep until the earliest timer falls due, at most the poll interval.
                     idle = 0.0 if done else store.seconds_until_due()
                     failures = 0
                 except (DatabaseError, InterfaceError) as exc:
@@ -57,9 +61,8 @@ class SagaWorker:
                     continue
                 if not done:
                     nap = min(self.config.idle_poll_seconds, idle, self.heart.seconds_until_due())
-                    wakeup.wait(max(0.05, nap))
+                    self.stopping.wait(max(0.05, nap))
         finally:
-            wakeup.close()
             log.info(
                 "saga worker stopped", extra={"worker": self.name, "processed": self.processed}
             )

@@ -7,7 +7,6 @@ import math
 import os
 import re
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -142,9 +141,6 @@ def test_a_busy_saga_worker_beats_once_every_few_seconds_not_per_batch(monkeypat
     clock = FakeClock()
     monkeypatch.setattr(heartbeat, "beat", lambda *args, **kwargs: beats.append(clock.now))
     monkeypatch.setattr(heartbeat, "prune", lambda: 0)
-    monkeypatch.setattr(
-        "sagas.worker.Listener", lambda channel: SimpleNamespace(close=lambda: None)
-    )
     worker = SagaWorker(saga_config(), name="w")
     worker.heart = heartbeat.Heart(SAGA_WORKER, name="w", every=5.0, clock=clock)
     batches = 0
