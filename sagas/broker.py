@@ -59,7 +59,7 @@ class PostgresBroker(ORM):
 
     def enqueue(self, task: str) -> Any:
         pk = super().enqueue(task)
-        notify(channel(self.list_key), Conf.ORM)  # delivered when the caller commits
+        notify(channel(self.list_key), using=Conf.ORM)  # delivered when the caller commits
         return pk
 
     def dequeue(self) -> list[tuple[Any, str]] | None:

@@ -12,12 +12,12 @@ from django.db import connections
 from sagas.config import listen_url
 
 
-def notify(channel: str, using: str = "default") -> None:
-    """Queue a wake-up on `channel`, delivered when the current transaction commits."""
+def notify(*channels: str, using: str = "default") -> None:
+    """Queue a wake-up on each of `channels`, delivered when the current transaction commits."""
     connection = connections[using]
-    if connection.vendor == "postgresql":
+    if channels and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [channel])
+            cursor.execute("SELECT pg_notify(c, '') FROM unnest(%s::text[]) AS c", [list(channels)])
 
 
 class Listener:

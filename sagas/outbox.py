@@ -2,27 +2,51 @@
 transaction that decided them.
 
 The broker table lives in the saga database, so a decision and its messages commit or roll back
-together; the broker NOTIFYs the queue on that commit (sagas.broker).
+together; the queues are NOTIFYed on that commit (sagas.broker). The task rows are the ones
+`django_q.tasks.async_task` writes, inserted in one statement for all queues of a decision.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 
-from django_q.tasks import async_task
+from django.db import connections
+from django.utils import timezone
+from django_q.conf import Conf
+from django_q.signing import SignedPackage
 
 from sagas.messages import Command
 
 TASK = "sagas.transport.execute"
 
 
-def enqueue(commands: Iterable[Command]) -> None:
-    """Queue `commands`, one django-q2 task per service queue. Call inside the deciding atomic()."""
+def enqueue(commands: Iterable[Command]) -> list[str]:
+    """Queue `commands`, one django-q2 task per service queue, in the caller's transaction on
+    the broker's database; returns the queues written to (the caller NOTIFYs them)."""
     by_queue: dict[str, list[dict]] = defaultdict(list)
     for command in commands:
         by_queue[command.queue].append(command.to_dict())
+    if not by_queue:
+        return []
+    now = timezone.now()
+    rows = []
     for queue, batch in by_queue.items():
-        async_task(
-            TASK, batch, cluster=queue, task_name=f"{queue}:{batch[0]['saga_id']}:{len(batch)}"
+        task = {
+            "id": uuid.uuid4().hex,
+            "name": f"{queue}:{batch[0]['saga_id']}:{len(batch)}",
+            "func": TASK,
+            "args": (batch,),
+            "cluster": queue,
+            "kwargs": {},
+            "started": now,
+        }
+        rows += [queue, SignedPackage.dumps(task), now]
+    with connections[Conf.ORM].cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO django_q_ormq (key, payload, lock) VALUES "
+            + ", ".join(["(%s, %s, %s)"] * len(by_queue)),
+            rows,
         )
+    return list(by_queue)

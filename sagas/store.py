@@ -19,7 +19,7 @@ from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from sagas import metrics, outbox, registry
+from sagas import broker, metrics, outbox, registry
 from sagas.broker import NO_FLUSH_WAIT
 from sagas.core.state import EventKind, SagaState, SagaStatus
 from sagas.core.transition import Input, Replied, Tick, decide
@@ -120,12 +120,36 @@ def _observe(saga: Saga, before: SagaStatus, after: SagaStatus, events: list[Sag
 
 def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) -> None:
     """Write decisions: saga rows, their events and their commands (the outbox), in the caller's
-    transaction."""
+    transaction; the queues and the event log's readers are NOTIFYed on its commit."""
     _save(sagas)
-    SagaEvent.objects.bulk_create(events)
+    _insert(SagaEvent, EVENT_FIELDS, events)
     outbox.enqueue(commands)
-    if events:
-        notify(EVENTS_CHANNEL)
+    channels = [broker.channel(queue) for queue in sorted({c.queue for c in commands})]
+    notify(*channels, *([EVENTS_CHANNEL] if events else []))
+
+
+EVENT_FIELDS = ["saga", "at", "kind", "step", "attempt", "detail"]
+
+
+def _insert(model: type[Any], names: list[str], objs: list[Any]) -> None:
+    """Insert `objs` in one statement, leaving their ids unset (bulk_create's RETURNING, its
+    checks and its batching cost more than the insert itself on this path)."""
+    if not objs:
+        return
+    fields = [model._meta.get_field(name) for name in names]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [
+        field.get_db_prep_save(getattr(obj, field.attname), connection)
+        for obj in objs
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {model._meta.db_table} ({columns}) VALUES "
+            + ", ".join([row] * len(objs)),
+            params,
+        )
 
 
 def _save(sagas: list[Saga]) -> None:
@@ -247,17 +271,11 @@ def land(replies: list[Reply]) -> list[str]:
     arriving: dict[str, list[Reply]] = defaultdict(list)
     for reply in replies:
         arriving[reply.saga_id].append(reply)
-    rows = list(
-        _with_lease(Saga.objects.select_for_update(no_key=True, skip_locked=True))
-        .filter(id__in=sorted(arriving))
-        .order_by("id")
-    )
+    rows = _locked(sorted(arriving), skip_locked=True)
     if not rows and len(arriving) == 1:
         # One saga, locked by its worker or another reply: wait for it here. Holding no other
         # saga row, this wait cannot close a cycle, and it saves the second transaction.
-        rows = list(
-            _with_lease(Saga.objects.select_for_update(no_key=True)).filter(id__in=list(arriving))
-        )
+        rows = _locked(list(arriving))
     leased = [saga for saga in rows if saga.leased]
     locked = set(arriving) - {str(saga.id) for saga in rows}
     if locked:
@@ -279,18 +297,13 @@ def land_waiting(saga_ids: list[str]) -> None:
     Waits for the rows in id order, as the workers lock them. A saga leased meanwhile is made
     due for its worker instead."""
     with transaction.atomic():
-        rows = list(
-            _with_lease(Saga.objects.select_for_update(no_key=True))
-            .filter(id__in=saga_ids)
-            .order_by("id")
-        )
-        _settle(rows, {}, only_with_inbox=True)
+        _settle(_locked(saga_ids), {}, only_with_inbox=True)
 
 
 def _settle(
     rows: list[Any], arriving: dict[str, list[Reply]], only_with_inbox: bool = False
 ) -> None:
-    """For locked `rows` (sagas annotated by `_with_lease`): make the leased ones due for their worker, and decide the others here,
+    """For locked `rows` (from `_locked`): make the leased ones due for their worker, and decide the others here,
     bumping their fence so that a worker whose lease ran out cannot decide them as well."""
     leased = [saga.id for saga in rows if saga.leased]
     if leased:
@@ -303,10 +316,22 @@ def _settle(
     _decide(free, arriving, timezone.now(), only_with_inbox)
 
 
-def _with_lease(sagas: Any) -> Any:
-    """Annotate each saga with whether a worker's lease on it is live (by the database clock)."""
-    return sagas.annotate(
-        leased=ExpressionWrapper(Q(lease_until__gt=Now()), output_field=BooleanField())
+LOCK = """
+SELECT *, coalesce(lease_until > now(), false) AS leased FROM sagas_saga
+WHERE id = ANY(%s::uuid[]) ORDER BY id FOR NO KEY UPDATE"""
+
+
+def _locked(saga_ids: list[str], skip_locked: bool = False) -> list[Any]:
+    """Lock these sagas' rows in id order (the workers' order), passing over locked ones with
+    `skip_locked`; each saga has `leased`: whether a worker's lease on it is live, by the
+    database clock. Missing sagas are left out."""
+    if connection.vendor == "postgresql":  # the same query, without the compiler's cost
+        return list(Saga.objects.raw(LOCK + (" SKIP LOCKED" if skip_locked else ""), [saga_ids]))
+    return list(
+        Saga.objects.select_for_update(no_key=True, skip_locked=skip_locked)
+        .annotate(leased=ExpressionWrapper(Q(lease_until__gt=Now()), output_field=BooleanField()))
+        .filter(id__in=saga_ids)
+        .order_by("id")
     )
 
 
@@ -320,9 +345,8 @@ def _decide(
     write the decisions; the consumed inbox rows are deleted. Call holding the sagas' row locks,
     inside the transaction. A saga that cannot be processed is parked, its replies kept."""
     inbox: dict[uuid.UUID, list[SagaReply]] = defaultdict(list)
-    if sagas:
-        for reply in SagaReply.objects.filter(saga_id__in=[s.id for s in sagas]).order_by("id"):
-            inbox[reply.saga_id].append(reply)
+    for reply in _inbox([saga.id for saga in sagas]):
+        inbox[reply.saga_id].append(reply)
     if only_with_inbox:
         sagas = [saga for saga in sagas if inbox[saga.id]]
     if not sagas:
@@ -359,6 +383,18 @@ def _decide(
     consumed = [r.id for saga in sagas for r in inbox.get(saga.id, ())]
     if consumed:
         SagaReply.objects.filter(id__in=consumed).delete()
+
+
+INBOX = "SELECT * FROM sagas_sagareply WHERE saga_id = ANY(%s::uuid[]) ORDER BY id"
+
+
+def _inbox(saga_ids: list[uuid.UUID]) -> list[SagaReply]:
+    """The replies waiting in these sagas' inboxes, oldest first."""
+    if not saga_ids:
+        return []
+    if connection.vendor == "postgresql":
+        return list(SagaReply.objects.raw(INBOX, [saga_ids]))
+    return list(SagaReply.objects.filter(saga_id__in=saga_ids).order_by("id"))
 
 
 def _park(saga: Saga) -> None:
