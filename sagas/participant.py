@@ -17,12 +17,14 @@ Action and compensation of one step are serialised by locking the step's record 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
+from django.utils import timezone
 
 from sagas.messages import Command, Outcome, Reply
 
@@ -135,15 +137,40 @@ def perform(command: Command, before_commit: BeforeCommit | None = None) -> Repl
 
 
 def _locked_record(model: type[StepRecord], using: str, command: Command) -> StepRecord:
-    # Insert-if-absent, then lock: concurrent action and compensation of one step queue here.
-    model._default_manager.using(using).bulk_create(
-        [model(saga_id=command.saga_id, step=command.step)], ignore_conflicts=True
-    )
+    """The step's record, locked: inserted if absent (the common case: an action's first
+    delivery; the new row is this transaction's until it commits), else read FOR UPDATE.
+    Concurrent action and compensation of one step queue here."""
+    connection = connections[using]
+    now = timezone.now()
+    saga_id = uuid.UUID(command.saga_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {model._meta.db_table} (saga_id, step, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (saga_id, step) DO NOTHING RETURNING id",
+            [
+                field.get_db_prep_save(value, connection)
+                for field, value in zip(
+                    _fields(model, "saga_id", "step", "created_at", "updated_at"),
+                    (saga_id, command.step, now, now),
+                    strict=True,
+                )
+            ],
+        )
+        inserted = cursor.fetchone()
+    if inserted is not None:
+        record = model(saga_id=saga_id, step=command.step, created_at=now, updated_at=now)
+        record.pk, record._state.adding, record._state.db = inserted[0], False, using
+        return record
     return (
         model._default_manager.using(using)
         .select_for_update()
         .get(saga_id=command.saga_id, step=command.step)
     )
+
+
+def _fields(model: type[StepRecord], *names: str) -> list[models.Field]:
+    by_name = {field.name: field for field in model._meta.concrete_fields}
+    return [by_name[name] for name in names]
 
 
 def _stored(command: Command, stored: dict[str, Any]) -> Reply:
@@ -167,7 +194,10 @@ def _save(record: StepRecord, field: str, reply: Reply) -> Reply:
             "data": reply.data,
         },
     )
-    record.save(update_fields=[field, "updated_at"])
+    # An UPDATE of the two columns, without save()'s signals and checks.
+    type(record)._default_manager.using(record._state.db).filter(pk=record.pk).update(
+        **{field: getattr(record, field), "updated_at": timezone.now()}
+    )
     return reply
 
 
