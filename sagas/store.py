@@ -382,7 +382,11 @@ def _decide(
     record(sagas, commands, events)
     consumed = [r.id for saga in sagas for r in inbox.get(saga.id, ())]
     if consumed:
-        SagaReply.objects.filter(id__in=consumed).delete()
+        with connection.cursor() as cursor:  # without delete()'s collector
+            cursor.execute(
+                f"DELETE FROM {SagaReply._meta.db_table} WHERE id IN ({', '.join(['%s'] * len(consumed))})",
+                consumed,
+            )
 
 
 INBOX = "SELECT * FROM sagas_sagareply WHERE saga_id = ANY(%s::uuid[]) ORDER BY id"
