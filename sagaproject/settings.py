@@ -359,12 +359,11 @@ SAGA_PURGE_BATCH = env_int("SAGA_PURGE_BATCH", 500)
 SAGA_PURGE_EVERY_MINUTES = env_int("SAGA_PURGE_EVERY_MINUTES", 10)
 
 # --- The live dashboard (read through sagas.config) -----------------------------------------
-# One tailer per web process reads the event log at most once per DASHBOARD_POLL_SECONDS (woken
-# by NOTIFY on PostgreSQL, looking at least every DASHBOARD_IDLE_POLL_SECONDS); each client gets
+# One tailer per web process reads the event log once per DASHBOARD_POLL_SECONDS while it has
+# clients; each client gets
 # at most one websocket frame per DASHBOARD_FRAME_SECONDS. With REDIS_URL one tailer serves the
 # whole site through the Redis channel layer.
 DASHBOARD_POLL_SECONDS = env_float("DASHBOARD_POLL_SECONDS", 0.25)
-DASHBOARD_IDLE_POLL_SECONDS = env_float("DASHBOARD_IDLE_POLL_SECONDS", 1.0)
 DASHBOARD_FRAME_SECONDS = env_float("DASHBOARD_FRAME_SECONDS", 0.25)
 
 # --- django-q2: one queue (cluster) per service ---------------------------------------------

@@ -95,7 +95,6 @@ def saga_config() -> SagaConfig:
 @dataclass(frozen=True)
 class DashboardConfig:
     poll_seconds: float  # least time between two reads of the event log by one tailer
-    idle_poll_seconds: float  # longest time between two reads when no NOTIFY comes
     frame_seconds: float  # least time between two websocket frames to one client
     redis_url: str  # set: one tailer for the whole site, batches through the Redis channel layer
     batch_limit: int = 5000  # events read per look; a backlog drains one batch per poll
@@ -108,9 +107,6 @@ class DashboardConfig:
 def dashboard_config() -> DashboardConfig:
     return DashboardConfig(
         poll_seconds=settings.DASHBOARD_POLL_SECONDS,
-        idle_poll_seconds=max(
-            settings.DASHBOARD_IDLE_POLL_SECONDS, settings.DASHBOARD_POLL_SECONDS
-        ),
         frame_seconds=settings.DASHBOARD_FRAME_SECONDS,
         redis_url=settings.REDIS_URL,
     )

@@ -29,11 +29,6 @@ from sagas.notify import notify
 
 log = logging.getLogger("sagas")
 
-# NOTIFYed by every transaction that appends events: wakes the dashboards' tailers. Most of
-# them already NOTIFY a service queue, and a transaction takes the notification lock once at
-# commit however many channels it notifies: only decisions that send nothing (a saga finishing)
-# pay for it.
-EVENTS_CHANNEL = "saga_events"
 _random = random.Random()
 
 SAVED_FIELDS = [
@@ -120,12 +115,14 @@ def _observe(saga: Saga, before: SagaStatus, after: SagaStatus, events: list[Sag
 
 def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) -> None:
     """Write decisions: saga rows, their events and their commands (the outbox), in the caller's
-    transaction; the queues and the event log's readers are NOTIFYed on its commit."""
+    transaction; the queues of the commands are NOTIFYed on its commit. The event log is not:
+    the dashboards poll it while they have clients (sagas.dashboard.tailer), and a NOTIFY would
+    cost every listening session of the database a transaction, and every commit that sends one
+    a turn at PostgreSQL's one notification lock."""
     _save(sagas)
     _insert(SagaEvent, EVENT_FIELDS, events)
     outbox.enqueue(commands)
-    channels = [broker.channel(queue) for queue in sorted({c.queue for c in commands})]
-    notify(*channels, *([EVENTS_CHANNEL] if events else []))
+    notify(*[broker.channel(queue) for queue in sorted({c.queue for c in commands})])
 
 
 EVENT_FIELDS = ["saga", "at", "kind", "step", "attempt", "detail"]

@@ -2,9 +2,9 @@
 channel-layer group every dashboard consumer is in (docs/architecture.md §7).
 
 Cost: one query per poll interval per web process, whatever the number of clients; it runs only
-while the process has a dashboard client. On PostgreSQL it sleeps on LISTEN (store.record NOTIFYs
-`saga_events` in each deciding transaction) and looks at least every idle interval; on SQLite it
-polls. With REDIS_URL the group spans processes, so only one tailer of the site publishes: the web
+while the process has a dashboard client. It polls, on every database: a NOTIFY from each deciding
+transaction would cost every session LISTENing in the database a transaction per decision, and the
+engine would pay for a dashboard nobody has open. With REDIS_URL the group spans processes, so only one tailer of the site publishes: the web
 processes that have clients hold a short Redis lease in turn, and the holder records how far it
 got so that a successor continues from there. Either way a consumer checks that each batch starts
 where the last one ended and reads any gap from the log itself (consumer.py), so a lost, repeated
@@ -27,8 +27,6 @@ from django.db import DatabaseError, InterfaceError, connection
 from sagas.config import DashboardConfig, dashboard_config
 from sagas.dashboard import feed
 from sagas.dashboard.feed import Batch, Position
-from sagas.notify import Listener
-from sagas.store import EVENTS_CHANNEL
 
 log = logging.getLogger("sagas.dashboard")
 
@@ -133,19 +131,16 @@ class Tailer(threading.Thread):
         self.reads = 0  # queries made
 
     def run(self) -> None:
-        listener = Listener(EVENTS_CHANNEL) if connection.vendor == "postgresql" else None
         try:
-            self._follow(listener)
+            self._follow()
         except Exception:
             log.exception("dashboard tailer stopped")
             raise
         finally:
-            if listener is not None:
-                listener.close()
             self.leadership.release()
             connection.close()
 
-    def _follow(self, listener: Listener | None) -> None:
+    def _follow(self) -> None:
         config = self.config
         position: Position | None = None
         last_read = last_counts = 0.0
@@ -181,10 +176,6 @@ class Tailer(threading.Thread):
                     return
                 position = batch.end
                 self.leadership.reached(position)
-            if len(batch.events) >= config.batch_limit or batch.waiting or counts_due:
-                continue  # more to read: look again after the poll interval
-            if listener is not None:
-                listener.wait(max(0.0, config.idle_poll_seconds - config.poll_seconds))
 
     def _publish(self, batch: Batch) -> bool:
         """Hand the batch to the group from the server's event loop; one at a time, in order."""
