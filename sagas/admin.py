@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from sagas import registry, services
 from sagas.admin_kit import ReadOnlyAdmin
+from sagas.core.state import step_log
 from sagas.exceptions import SagaError
 from sagas.models import Saga, SagaEvent, SagaReply, WorkerHeartbeat
 
@@ -70,7 +71,7 @@ def step_rows(saga: Saga, events: list[SagaEvent]) -> list[StepRow]:
         }
     except LookupError:  # a saga type no longer registered still shows, in the stored order
         kinds = {}
-    logged = saga.state["steps"]
+    logged = step_log(saga.state)
     rows = []
     for name in [*(n for n in kinds if n in logged), *(n for n in logged if n not in kinds)]:
         step = logged[name]

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from sagas.core.state import SagaStatus
+from sagas.core.state import SagaStatus, step_log
 from sagas.models import Saga, SagaEvent
 
 SAGA_STATUSES = [status.value for status in SagaStatus]
@@ -34,7 +34,7 @@ def steps_of(saga: Saga) -> list[dict[str, Any]]:
             "attempts": step["attempts"],
             "compensation_attempts": step["compensation_attempts"],
         }
-        for name, step in saga.state["steps"].items()
+        for name, step in step_log(saga.state).items()
     ]
 
 
@@ -102,12 +102,13 @@ class SagaDetailSerializer(SagaSerializer):
     def to_representation(self, saga: Saga) -> dict[str, Any]:
         view = super().to_representation(saga)
         kinds = self.context.get("step_kinds", {})
+        logged = step_log(saga.state)
         view["steps"] = [
             {
                 **step,
                 "kind": kinds.get(step["name"], ""),
-                "error": saga.state["steps"][step["name"]].get("error", ""),
-                "stalled": saga.state["steps"][step["name"]].get("stalled", False),
+                "error": logged[step["name"]]["error"],
+                "stalled": logged[step["name"]]["stalled"],
             }
             for step in steps_of(saga)
         ]

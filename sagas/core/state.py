@@ -74,13 +74,14 @@ class SagaState:
         return replace(self, steps={name: replace(s) for name, s in self.steps.items()})
 
     def to_json(self) -> dict[str, Any]:
+        """The stored form. A step keeps only its status and the fields away from their defaults:
+        the saga row is rewritten at every decision, and most of a step's fields are at their
+        defaults most of the time. `step_log` gives the steps back whole."""
         return {
             "status": self.status.value,
             "reason_code": self.reason_code,
             "reason_message": self.reason_message,
-            "steps": {
-                name: {**asdict(s), "status": s.status.value} for name, s in self.steps.items()
-            },
+            "steps": {name: _sparse(step) for name, step in self.steps.items()},
         }
 
     @classmethod
@@ -95,6 +96,25 @@ class SagaState:
             data.get("reason_code"),
             data.get("reason_message", ""),
         )
+
+
+_STEP_DEFAULTS: dict[str, Any] = {**asdict(StepState()), "status": StepStatus.PENDING.value}
+_OPTIONAL = [(name, value) for name, value in _STEP_DEFAULTS.items() if name != "status"]
+
+
+def _sparse(step: StepState) -> dict[str, Any]:
+    stored: dict[str, Any] = {"status": step.status.value}
+    for name, default in _OPTIONAL:
+        value = getattr(step, name)
+        if value != default:
+            stored[name] = value
+    return stored
+
+
+def step_log(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every step of a stored state (`SagaState.to_json`, or the whole form it had before) with
+    all its fields."""
+    return {name: {**_STEP_DEFAULTS, **raw} for name, raw in state["steps"].items()}
 
 
 @dataclass(frozen=True)

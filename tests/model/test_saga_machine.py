@@ -191,7 +191,7 @@ def advance_clock(seconds: float) -> None:
     with transaction.atomic():
         for saga in Saga.objects.select_for_update().order_by("id"):
             for step in saga.state["steps"].values():
-                if step["due"] is not None:
+                if step.get("due") is not None:
                     step["due"] -= seconds
             if saga.due_at is not None:
                 saga.due_at -= timedelta(seconds=seconds)

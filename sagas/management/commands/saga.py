@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sagas import housekeeping, services, versions
 from sagas.config import saga_config
-from sagas.core.state import SagaStatus
+from sagas.core.state import SagaStatus, step_log
 from sagas.exceptions import SagaError
 from sagas.models import Saga
 
@@ -87,7 +87,7 @@ class Command(BaseCommand):
                         "reason": {"code": saga.reason_code, "message": saga.reason_message}
                         if saga.reason_code
                         else None,
-                        "steps": saga.state["steps"],
+                        "steps": step_log(saga.state),
                         "events": events,
                     },
                     default=str,
@@ -99,7 +99,7 @@ class Command(BaseCommand):
             f"saga {saga.id} ({saga.type}) {saga.status} "
             f"{saga.reason_code or ''} {saga.reason_message or ''}".rstrip()
         )
-        for name, step in saga.state["steps"].items():
+        for name, step in step_log(saga.state).items():
             self.stdout.write(
                 f"  step {name:<20} {step['status']:<13} attempts "
                 f"{step['attempts']} compensations {step['compensation_attempts']}"
