@@ -108,6 +108,18 @@ class OrderSagaData:
         )
 
 
+# What each step's commands carry of the order (OrderSagaData's keys): what its service's
+# handler reads (orders/messages.py, payments/messages.py, ...); compensations read the action's
+# stored result instead. Nothing more travels through the queues.
+PAYLOADS: dict[str, tuple[str, ...]] = {
+    "create_order": ("order_id", "user_id", "lines", "total", "currency"),
+    "reserve_stock": ("order_id", "lines"),
+    "charge_payment": ("order_id", "payment_token", "total", "currency"),
+    "schedule_shipment": ("order_id", "shipping_address"),
+    "approve_order": ("order_id",),
+}
+
+
 def order_saga_v1(config: SagaConfig) -> SagaDefinition:
     """Version 1: the three independent steps, the shipment as the pivot, then the approval.
 
@@ -132,6 +144,7 @@ def order_saga_v1(config: SagaConfig) -> SagaDefinition:
             retry=config.retry,
             compensation_retry=config.compensation_retry,
             deadline=config.step_deadline,
+            payload=PAYLOADS[name],
         )
 
     first = ("create_order", "reserve_stock", "charge_payment")

@@ -53,7 +53,7 @@ class Saga(models.Model):
     )
     correlation_id = models.CharField(max_length=64)  # e.g. the order id
     owner_id = models.BigIntegerField(null=True, blank=True)  # the user it acts for
-    data = models.JSONField()  # the saga's input; sent with every command
+    data = models.JSONField()  # the saga's input; each command carries its step's share
     state = models.JSONField()
     reason_code = models.CharField(max_length=64, blank=True, default="")
     reason_message = models.TextField(blank=True, default="")

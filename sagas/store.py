@@ -65,7 +65,14 @@ def apply(
         state = decision.state
         rejected = rejected or decision.rejected
         commands += [
-            Command(s.command, str(saga.id), s.step, s.compensation, s.attempt, saga.data)
+            Command(
+                s.command,
+                str(saga.id),
+                s.step,
+                s.compensation,
+                s.attempt,
+                definition.step(s.step).payload_of(saga.data),
+            )
             for s in decision.sends
         ]
         events += [

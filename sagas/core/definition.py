@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class StepKind(StrEnum):
@@ -48,10 +49,19 @@ class Step:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     compensation_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=8))
     deadline: float = 20.0  # seconds to wait for a reply before re-sending the same command
+    # The keys of the saga's data its commands carry (None: all of it). A command is a queue row
+    # written, claimed and deleted, so a step that needs the order id need not carry the order.
+    payload: tuple[str, ...] | None = None
 
     @property
     def queue(self) -> str:
         return self.action.split(".", 1)[0]
+
+    def payload_of(self, data: dict[str, Any]) -> dict[str, Any]:
+        """What this step's commands carry of the saga's `data`."""
+        if self.payload is None:
+            return data
+        return {key: data[key] for key in self.payload if key in data}
 
 
 @dataclass(frozen=True)

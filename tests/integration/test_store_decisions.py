@@ -10,12 +10,16 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from inventory.messages import ReservePayload
+from orders.messages import OrderPayload
 from orders.saga import ORDER_SAGA
+from payments.messages import ChargePayload
 from sagas import outbox, registry, store
 from sagas.exceptions import SagaActionRejected
 from sagas.messages import Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
 from sagas.services import compensate_saga, retry_saga, start_saga
+from shipping.messages import SchedulePayload
 from tests.services.builders import order_data
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -108,3 +112,47 @@ def test_an_operator_action_that_cannot_apply_is_rejected_and_writes_nothing() -
     with pytest.raises(SagaActionRejected):
         retry_saga(saga_id=saga.id)
     assert SagaEvent.objects.filter(saga_id=saga.id).count() == events
+
+
+@pytest.mark.parametrize(
+    ("step", "contract"),
+    [
+        ("create_order", OrderPayload),
+        ("reserve_stock", ReservePayload),
+        ("charge_payment", ChargePayload),
+        ("schedule_shipment", SchedulePayload),
+        ("approve_order", OrderPayload),
+    ],
+)
+def test_each_step_carries_the_keys_its_service_reads_of_the_order(
+    step: str, contract: type
+) -> None:
+    definition = registry.latest(ORDER_SAGA)
+    carried = definition.step(step).payload_of(order_data().to_json())
+    assert set(carried) <= set(contract.__annotations__)
+    wanted = {"order_id"} if step == "approve_order" else set(contract.__annotations__)
+    assert set(carried) == wanted
+
+
+def test_the_commands_sent_carry_only_their_steps_share_of_the_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[Any] = []
+    enqueue = outbox.enqueue
+
+    def watched(commands: Any) -> None:
+        commands = list(commands)
+        sent.extend(commands)
+        enqueue(commands)
+
+    monkeypatch.setattr(outbox, "enqueue", watched)
+    saga = started()
+    by_step = {command.step: command.payload for command in sent}
+    assert set(by_step) == {"create_order", "reserve_stock", "charge_payment"}
+    assert set(by_step["reserve_stock"]) == {"order_id", "lines"}
+    assert by_step["charge_payment"] == {
+        key: saga.data[key] for key in ("order_id", "payment_token", "total", "currency")
+    }
+    assert (
+        "card" not in by_step["create_order"] and "shipping_address" not in by_step["create_order"]
+    )
