@@ -31,7 +31,7 @@ from django.db import DatabaseError, connections
 from lab.audit import AuditReport
 from lab.system import Proc, System, database_names
 from payments import testcards
-from sagas.core.state import SagaStatus, StepStatus
+from sagas.core.state import SagaStatus, StepStatus, step_log
 from storefront.samples import order_body
 
 # Service-side faults: transient errors, slow handlers and workers dying before or after commit.
@@ -258,13 +258,19 @@ class Chaos:
         if saga is None:
             return 0
         definition = registry.definition(saga.type, saga.version)
-        sent = [(name, st) for name, st in saga.state["steps"].items() if st["attempts"]]
+        sent = [(name, st) for name, st in step_log(saga.state).items() if st["attempts"]]
         if not sent:
             return 0
         name, step = self.random.choice(sent)
         with transaction.atomic():
+            step_def = definition.step(name)
             command = Command(
-                definition.step(name).action, str(saga.id), name, False, step["attempts"], saga.data
+                step_def.action,
+                str(saga.id),
+                name,
+                False,
+                step["attempts"],
+                step_def.payload_of(saga.data),
             )
             outbox.enqueue([command])
         transport.deliver(
