@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from django.db import connections
 from django.utils import timezone
 from django_q.conf import Conf
+from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
 from sagas.messages import Command
@@ -30,6 +31,10 @@ def enqueue(commands: Iterable[Command]) -> list[str]:
         by_queue[command.queue].append(command.to_dict())
     if not by_queue:
         return []
+    connection = connections[Conf.ORM]
+    # Each value as the ORM would write it: on SQLite the stock broker claims by comparing
+    # `lock` with the value it read, so a lock in another text form could never be claimed.
+    key, payload, lock = (OrmQ._meta.get_field(name) for name in ("key", "payload", "lock"))
     now = timezone.now()
     rows = []
     for queue, batch in by_queue.items():
@@ -42,8 +47,12 @@ def enqueue(commands: Iterable[Command]) -> list[str]:
             "kwargs": {},
             "started": now,
         }
-        rows += [queue, SignedPackage.dumps(task), now]
-    with connections[Conf.ORM].cursor() as cursor:
+        rows += [
+            key.get_db_prep_save(queue, connection),
+            payload.get_db_prep_save(SignedPackage.dumps(task), connection),
+            lock.get_db_prep_save(now, connection),
+        ]
+    with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO django_q_ormq (key, payload, lock) VALUES "
             + ", ".join(["(%s, %s, %s)"] * len(by_queue)),

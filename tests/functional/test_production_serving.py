@@ -217,9 +217,15 @@ def test_the_api_answers_errors_in_json(served: Served) -> None:
     assert invalid.status_code == 400 and "items" in invalid.json()["fields"]
 
 
-def web_listeners(served: Served) -> int:
-    """Web processes following the event log for their dashboard clients (one LISTEN each)."""
-    return served.connections().get("sagas:web", (0, 0))[1]
+def web_tailers(served: Served) -> int:
+    """Web processes following the event log for their dashboard clients: each one's tailer
+    holds a connection whose queries are the log's reads (sagas.dashboard.feed, `AS waiting`)."""
+    return int(
+        served.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'sagas:web' AND query LIKE '%AS waiting%'"
+        )[0][0]
+    )
 
 
 def test_every_web_worker_serves_live_dashboard_updates_over_its_websocket(
@@ -227,10 +233,10 @@ def test_every_web_worker_serves_live_dashboard_updates_over_its_websocket(
 ) -> None:
     # Connections go to whichever worker accepts first: open sockets until both have clients.
     watchers = [Watcher(served.base)]
-    while len(watchers) < 20 and web_listeners(served) < WEB_CONCURRENCY:
+    while len(watchers) < 20 and web_tailers(served) < WEB_CONCURRENCY:
         watchers.append(Watcher(served.base))
         time.sleep(0.2)
-    assert web_listeners(served) == WEB_CONCURRENCY, f"{len(watchers)} sockets on one worker"
+    assert web_tailers(served) == WEB_CONCURRENCY, f"{len(watchers)} sockets on one worker"
     assert all(w.frames[0]["type"] == "snapshot" for w in watchers)
 
     placed = requests.post(
@@ -273,8 +279,8 @@ def test_web_processes_pool_their_connections_and_the_forked_workers_do_not(
     # at least min_size=2 per process, never more than the pools' size.
     web, _ = counts["sagas:web"]
     assert 2 * WEB_CONCURRENCY <= web <= POOL_MAX * WEB_CONCURRENCY
-    # A saga worker: its connection and its LISTEN.
-    assert counts["sagas:saga_worker"] == (2 * SAGA_WORKERS, SAGA_WORKERS)
+    # A saga worker: one connection, and no LISTEN (it polls: sagas.worker).
+    assert counts["sagas:saga_worker"] == (SAGA_WORKERS, 0)
     # A cluster: one connection per process (the qcluster watchdog, the sentinel, the monitor,
     # each worker) and the pusher's two, one of them listening. A pool in any of those forked
     # processes would open min_size=2 at once.
