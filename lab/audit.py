@@ -36,6 +36,7 @@ class AuditReport:
     by_status: dict[str, int] = field(default_factory=dict)
     failure_reasons: dict[str, int] = field(default_factory=dict)
     queued_tasks: int = 0
+    queued_by_queue: dict[str, int] = field(default_factory=dict)  # e.g. {"orders": 3}
     unread_replies: int = 0
     failed_tasks: int = 0
     purged_sagas_charged: int = 0  # charges kept for sagas housekeeping purged (not violations)
@@ -79,7 +80,8 @@ def audit(max_listed: int = 20) -> AuditReport:
     report.failure_reasons = dict(
         Counter(reason for _, status, reason, _ in rows if status == SagaStatus.FAILED)
     )
-    report.queued_tasks = OrmQ.objects.count()
+    report.queued_by_queue = dict(Counter(OrmQ.objects.values_list("key", flat=True)))
+    report.queued_tasks = sum(report.queued_by_queue.values())
     report.unread_replies = SagaReply.objects.count()
     report.failed_tasks = Failure.objects.count()
 

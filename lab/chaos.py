@@ -100,6 +100,7 @@ class ChaosResult:
     def line(self) -> str:
         by = self.report.by_status
         reasons = ",".join(f"{k}:{v}" for k, v in sorted(self.report.failure_reasons.items()))
+        queued = ",".join(f"{k}:{v}" for k, v in sorted(self.report.queued_by_queue.items()))
         return (
             f"chaos seed={self.seed} orders={self.orders} accepted={self.accepted} "
             f"kills={self.counts.kills} stops={self.counts.stops} fenced={self.fenced} "
@@ -110,6 +111,13 @@ class ChaosResult:
             f"failed_tasks={self.report.failed_tasks} violations={len(self.report.violations)} "
             f"drain={self.drain:.1f}s time_to_quiet={self.time_to_quiet:.1f}s "
             f"databases={len(set(self.report.databases.values()))} reasons={reasons}"
+            # What kept a run from quiet, when it was not: tasks left per queue, inbox rows.
+            + (
+                ""
+                if self.quiet
+                else f" unfinished={self.report.unfinished} queued={queued or 0}"
+                f" unread_replies={self.report.unread_replies}"
+            )
         )
 
 
