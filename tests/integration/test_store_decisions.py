@@ -16,7 +16,7 @@ from orders.saga import ORDER_SAGA
 from payments.messages import ChargePayload
 from sagas import outbox, registry, store
 from sagas.exceptions import SagaActionRejected
-from sagas.messages import Outcome, Reply
+from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
 from sagas.services import compensate_saga, retry_saga, start_saga
 from shipping.messages import SchedulePayload
@@ -51,24 +51,31 @@ def test_a_started_saga_is_due_at_its_first_reply_deadline() -> None:
     assert saga.finished_at is None
 
 
-def test_the_commands_an_early_input_decided_are_sent_though_a_later_one_decides_none(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    saga = started()
-    sent: list[str] = []
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[Command]:
+    """Every command queued from now on, in order (they are queued as well)."""
+    seen: list[Command] = []
     enqueue = outbox.enqueue
 
     def watched(commands: Any) -> None:
         commands = list(commands)
-        sent.extend(command.name for command in commands)
+        seen.extend(commands)
         enqueue(commands)
 
     monkeypatch.setattr(outbox, "enqueue", watched)
+    return seen
+
+
+def test_the_commands_an_early_input_decided_are_sent_though_a_later_one_decides_none(
+    sent: list[Command],
+) -> None:
+    saga = started()
+    sent.clear()  # the start's own commands
     # Three replies, then the worker's Tick: the last reply sends the pivot, the Tick nothing.
     processed(
         saga, *(ok(saga, step) for step in ("create_order", "reserve_stock", "charge_payment"))
     )
-    assert sent == ["shipping.schedule"]
+    assert [command.name for command in sent] == ["shipping.schedule"]
 
 
 def test_events_are_written_with_the_attempt_and_detail_the_decision_logged() -> None:
@@ -135,17 +142,8 @@ def test_each_step_carries_the_keys_its_service_reads_of_the_order(
 
 
 def test_the_commands_sent_carry_only_their_steps_share_of_the_data(
-    monkeypatch: pytest.MonkeyPatch,
+    sent: list[Command],
 ) -> None:
-    sent: list[Any] = []
-    enqueue = outbox.enqueue
-
-    def watched(commands: Any) -> None:
-        commands = list(commands)
-        sent.extend(commands)
-        enqueue(commands)
-
-    monkeypatch.setattr(outbox, "enqueue", watched)
     saga = started()
     by_step = {command.step: command.payload for command in sent}
     assert set(by_step) == {"create_order", "reserve_stock", "charge_payment"}
