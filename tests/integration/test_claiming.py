@@ -13,8 +13,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.saga import ORDER_SAGA
-from sagas import outbox, store, transport
-from sagas.messages import Outcome, Reply
+from sagas import store, transport
+from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
 from sagas.services import compensate_saga, retry_saga, start_saga
 from tests.services.builders import order_data
@@ -304,7 +304,7 @@ def test_a_worker_sleeps_until_the_earliest_timer_of_any_saga_and_not_at_all_whe
 
 
 def test_one_batch_records_the_events_and_commands_of_every_saga_it_processed(
-    monkeypatch: pytest.MonkeyPatch,
+    sent: list[Command],
 ) -> None:
     first, second = due_sagas(2)
     in_the_inbox(
@@ -313,18 +313,12 @@ def test_one_batch_records_the_events_and_commands_of_every_saga_it_processed(
             for saga_id in (first, second)
         ]
     )
-    enqueued: list[str] = []
-    enqueue = outbox.enqueue
-
-    def watched(commands: Any) -> None:
-        commands = list(commands)
-        enqueued.extend(command.saga_id for command in commands)
-        enqueue(commands)
-
-    monkeypatch.setattr(outbox, "enqueue", watched)
-
+    sent.clear()  # the starts' own commands
     assert store.process("w", store.claim("w", 10, 30)) == 2
-    assert set(enqueued) == {str(first), str(second)}  # both turn back: compensations out
+    assert {command.saga_id for command in sent} == {
+        str(first),
+        str(second),
+    }  # both turn back: compensations out
     for saga_id in (first, second):
         assert SagaEvent.objects.filter(saga_id=saga_id, kind="step_refused").exists()
 

@@ -5,7 +5,6 @@ and an operator's rejection."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -14,7 +13,7 @@ from inventory.messages import ReservePayload
 from orders.messages import OrderPayload
 from orders.saga import ORDER_SAGA
 from payments.messages import ChargePayload
-from sagas import outbox, registry, store
+from sagas import registry, store
 from sagas.exceptions import SagaActionRejected
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
@@ -49,21 +48,6 @@ def test_a_started_saga_is_due_at_its_first_reply_deadline() -> None:
     assert saga.due_at is not None
     assert before + deadline <= saga.due_at <= timezone.now() + deadline
     assert saga.finished_at is None
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[Command]:
-    """Every command queued from now on, in order (they are queued as well)."""
-    seen: list[Command] = []
-    enqueue = outbox.enqueue
-
-    def watched(commands: Any) -> None:
-        commands = list(commands)
-        seen.extend(commands)
-        enqueue(commands)
-
-    monkeypatch.setattr(outbox, "enqueue", watched)
-    return seen
 
 
 def test_the_commands_an_early_input_decided_are_sent_though_a_later_one_decides_none(
