@@ -19,13 +19,12 @@ from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from sagas import broker, metrics, outbox, registry
+from sagas import bulk, metrics, outbox, registry
 from sagas.broker import NO_FLUSH_WAIT
 from sagas.core.state import EventKind, SagaState, SagaStatus
 from sagas.core.transition import Input, Replied, Tick, decide
 from sagas.messages import Command, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
-from sagas.notify import notify
 
 log = logging.getLogger("sagas")
 
@@ -127,33 +126,11 @@ def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) 
     cost every listening session of the database a transaction, and every commit that sends one
     a turn at PostgreSQL's one notification lock."""
     _save(sagas)
-    _insert(SagaEvent, EVENT_FIELDS, events)
+    bulk.insert(SagaEvent, EVENT_FIELDS, events)
     outbox.enqueue(commands)
-    notify(*[broker.channel(queue) for queue in sorted({c.queue for c in commands})])
 
 
 EVENT_FIELDS = ["saga", "at", "kind", "step", "attempt", "detail"]
-
-
-def _insert(model: type[Any], names: list[str], objs: list[Any]) -> None:
-    """Insert `objs` in one statement, leaving their ids unset (bulk_create's RETURNING, its
-    checks and its batching cost more than the insert itself on this path)."""
-    if not objs:
-        return
-    fields = [model._meta.get_field(name) for name in names]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [
-        field.get_db_prep_save(getattr(obj, field.attname), connection)
-        for obj in objs
-        for field in fields
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {model._meta.db_table} ({columns}) VALUES "
-            + ", ".join([row] * len(objs)),
-            params,
-        )
 
 
 def _save(sagas: list[Saga]) -> None:
@@ -307,8 +284,9 @@ def land_waiting(saga_ids: list[str]) -> None:
 def _settle(
     rows: list[Any], arriving: dict[str, list[Reply]], only_with_inbox: bool = False
 ) -> None:
-    """For locked `rows` (from `_locked`): make the leased ones due for their worker, and decide the others here,
-    bumping their fence so that a worker whose lease ran out cannot decide them as well."""
+    """For locked `rows` (from `_locked`): make the leased ones due for their worker, and decide
+    the others here, bumping their fence so that a worker whose lease ran out cannot decide them
+    as well."""
     leased = [saga.id for saga in rows if saga.leased]
     if leased:
         # Its worker reads the inbox once it locks the row (after this commits); if the lease

@@ -2,13 +2,14 @@
 channel-layer group every dashboard consumer is in (docs/architecture.md §7).
 
 Cost: one query per poll interval per web process, whatever the number of clients; it runs only
-while the process has a dashboard client. It polls, on every database: a NOTIFY from each deciding
-transaction would cost every session LISTENing in the database a transaction per decision, and the
-engine would pay for a dashboard nobody has open. With REDIS_URL the group spans processes, so only one tailer of the site publishes: the web
-processes that have clients hold a short Redis lease in turn, and the holder records how far it
-got so that a successor continues from there. Either way a consumer checks that each batch starts
-where the last one ended and reads any gap from the log itself (consumer.py), so a lost, repeated
-or late batch, or two tailers for a moment, cost a query, never an event.
+while the process has a dashboard client. It polls, on every database: a NOTIFY from each
+deciding transaction would cost every session LISTENing in the database a transaction per
+decision, and the engine would pay for a dashboard nobody has open. With REDIS_URL the group
+spans processes, so only one tailer of the site publishes: the web processes that have clients
+hold a short Redis lease in turn, and the holder records how far it got so that a successor
+continues from there. Either way a consumer checks that each batch starts where the last one
+ended and reads any gap from the log itself (consumer.py), so a lost, repeated or late batch, or
+two tailers for a moment, cost a query, never an event.
 """
 
 from __future__ import annotations
