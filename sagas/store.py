@@ -364,10 +364,10 @@ def _decide(
     record(sagas, commands, events)
     consumed = [r.id for saga in sagas for r in inbox.get(saga.id, ())]
     if consumed:
+        placeholders = ", ".join(["%s"] * len(consumed))
         with connection.cursor() as cursor:  # without delete()'s collector
             cursor.execute(
-                f"DELETE FROM {SagaReply._meta.db_table} WHERE id IN ({', '.join(['%s'] * len(consumed))})",
-                consumed,
+                f"DELETE FROM {SagaReply._meta.db_table} WHERE id IN ({placeholders})", consumed
             )
 
 
