@@ -185,11 +185,16 @@ def database_config(url: str) -> dict[str, Any]:
             f" -c idle_in_transaction_session_timeout={env_int('DB_IDLE_TX_TIMEOUT_MS', 20000)}"
         )
         config["OPTIONS"]["connect_timeout"] = 10
+        # Parameters travel beside the statement (no quoting them into its text), and a statement
+        # run five times on a connection is prepared there: parsed and planned once.
+        config["OPTIONS"]["server_side_binding"] = True
+        config["OPTIONS"]["prepare_threshold"] = 5
         if PGBOUNCER_TRANSACTION_MODE:
             # PgBouncer refuses the `options` startup parameter, and a transaction-mode pool
             # hands each transaction any server connection, where a cursor left open would be
-            # lost. (Django already binds parameters client-side and prepares nothing.)
+            # lost, as would a statement prepared on it.
             del config["OPTIONS"]["options"]
+            config["OPTIONS"]["prepare_threshold"] = None
             config["DISABLE_SERVER_SIDE_CURSORS"] = True
         if "PGAPPNAME" not in os.environ:  # libpq's own variable names them otherwise
             config["OPTIONS"]["application_name"] = f"sagas:{process_role()}"[:63]
