@@ -1,17 +1,23 @@
 """A django-q2 broker for the service queues: the ORM broker's table, claimed better.
 
-On PostgreSQL it claims with one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)`
-(oldest first, no lost compare-and-set races between clusters), and when the queue is empty it
-waits on LISTEN instead of sleeping, so a command is picked up as soon as the transaction that
-queued it commits (enqueue NOTIFYs on commit). Tasks whose lock expired (a worker died) are
-seen again at the next poll. Database errors are absorbed here: the pusher would otherwise
-sleep 10 s and die. On SQLite it behaves as the stock ORM broker.
+On PostgreSQL the outbox's NOTIFY carries each task (`<id> <payload>`, sagas.outbox), so the
+pusher hands it to a worker as it arrives, without a claim: the worker takes the row itself, in
+the transaction that executes the task and deletes it (sagas.transport). Claims remain for what
+no notification brought: at the pusher's first look, after a bare wake-up (a task too large to
+carry, or one queued by django-q2's own `enqueue`), once a second for tasks whose lock expired
+(a worker died, a task failed) or whose notification was missed, and again at once while a claim
+comes back full. A claim is one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)`
+(oldest first, no lost compare-and-set races between clusters). A task may so reach a worker
+twice (carried, and claimed before its worker took it); the second finds the row gone or taken
+and does nothing. Database errors are absorbed here: the pusher would otherwise sleep 10 s and
+die. On SQLite it behaves as the stock ORM broker.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
@@ -23,7 +29,7 @@ from sagas.notify import Listener, notify
 
 log = logging.getLogger(__name__)
 
-MAX_IDLE_WAIT = 1.0  # seconds between looks for redeliverable tasks when nothing is notified
+LOOK_EVERY = 1.0  # seconds between claims when notifications bring every task
 
 # Commit without waiting for the WAL flush, for writes whose loss in a crash only repeats work.
 NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
@@ -45,13 +51,16 @@ def channel(list_key: str) -> str:
 class PostgresBroker(ORM):
     def __init__(self, list_key: str | None = None) -> None:
         super().__init__(list_key=list_key)
-        self._listener = Listener(channel(self.list_key or Conf.CLUSTER_NAME), Conf.ORM)
-        self._drained = False
+        self._start_listening()
 
     def __setstate__(self, state: Any) -> None:
         super().__setstate__(state)
+        self._start_listening()
+
+    def _start_listening(self) -> None:
         self._listener = Listener(channel(self.list_key or Conf.CLUSTER_NAME), Conf.ORM)
-        self._drained = False
+        self._carried: deque[tuple[int, str]] = deque()
+        self._look_at = 0.0  # monotonic time of the next claim
 
     @property
     def _connection(self) -> Any:
@@ -65,18 +74,31 @@ class PostgresBroker(ORM):
     def dequeue(self) -> list[tuple[Any, str]] | None:
         if self._connection.vendor != "postgresql":
             return super().dequeue()
-        if self._drained:
-            # The last claim took fewer tasks than it could: the queue was empty then. Wait
-            # for the next NOTIFY (one that came meanwhile returns at once) instead of asking
-            # again: that empty claim was one more transaction per task.
-            self._drained = False
-            self._idle()
+        if not self._carried and time.monotonic() < self._look_at:
+            self._take(self._listener.wait(self._look_at - time.monotonic()))
+        tasks = [self._carried.popleft() for _ in range(min(Conf.BULK, len(self._carried)))]
+        if time.monotonic() >= self._look_at:
+            claimed = self._claim()
+            # A full claim: more may be waiting, look again at once.
+            self._look_at = time.monotonic() + (0 if len(claimed) == Conf.BULK else LOOK_EVERY)
+            tasks += claimed
+        return tasks or None
+
+    def _take(self, payloads: list[str]) -> None:
+        for payload in payloads:
+            pk, _, task = payload.partition(" ")
+            if task:
+                self._carried.append((int(pk), task))
+            else:
+                self._look_at = 0.0  # a bare wake-up: claim
+
+    def _claim(self) -> list[tuple[Any, str]]:
         try:
             self.get_connection()  # closes stale connections between looks, as the ORM broker does
             with transaction.atomic(using=Conf.ORM), self._connection.cursor() as cursor:
                 cursor.execute(NO_FLUSH_WAIT)  # a claim lost in a crash: the task comes back
                 cursor.execute(CLAIM, [Conf.RETRY, self.list_key, Conf.BULK])
-                tasks = [(pk, payload) for pk, payload in cursor.fetchall()]
+                return [(pk, payload) for pk, payload in cursor.fetchall()]
         except DatabaseError as exc:
             log.warning(
                 "queue claim failed; retrying",
@@ -84,15 +106,7 @@ class PostgresBroker(ORM):
             )
             self._connection.close()
             time.sleep(0.5)
-            return None
-        if tasks:
-            self._drained = len(tasks) < Conf.BULK
-            return tasks
-        self._idle()
-        return None
-
-    def _idle(self) -> None:
-        self._listener.wait(max(Conf.POLL, MAX_IDLE_WAIT))
+            return []
 
     def acknowledge(self, task_id: Any) -> Any:
         if self._connection.vendor == "postgresql":
@@ -113,5 +127,10 @@ class PollingBroker(PostgresBroker):
     sleeps `poll` between looks instead of LISTENing. Each listening session of a database runs a
     transaction of its own for every transaction that NOTIFYs there, on whatever channel."""
 
-    def _idle(self) -> None:
-        time.sleep(Conf.POLL)
+    def dequeue(self) -> list[tuple[Any, str]] | None:
+        if self._connection.vendor != "postgresql":
+            return super().dequeue()
+        tasks = self._claim()
+        if len(tasks) < Conf.BULK:
+            time.sleep(Conf.POLL)
+        return tasks or None

@@ -8,11 +8,13 @@ from typing import Any
 from django.db import connections
 
 
-def insert(model: type[Any], names: list[str], objs: list[Any], using: str = "default") -> None:
-    """Insert `objs` (instances of `model`, their `names` fields) in one statement on `using`,
-    leaving their ids unset."""
+def insert(
+    model: type[Any], names: list[str], objs: list[Any], using: str = "default"
+) -> list[Any]:
+    """Insert `objs` (instances of `model`, their `names` fields) in one statement on `using`;
+    their ids, in the order of `objs` (the instances' own are left unset)."""
     if not objs:
-        return
+        return []
     connection = connections[using]
     fields = [model._meta.get_field(name) for name in names]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
@@ -25,6 +27,8 @@ def insert(model: type[Any], names: list[str], objs: list[Any], using: str = "de
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {model._meta.db_table} ({columns}) VALUES "
-            + ", ".join([row] * len(objs)),
+            + ", ".join([row] * len(objs))
+            + f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}",
             params,
         )
+        return [pk for (pk,) in cursor.fetchall()]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -12,12 +13,17 @@ from django.db import connections
 from sagas.config import listen_url
 
 
-def notify(*channels: str, using: str = "default") -> None:
-    """Queue a wake-up on each of `channels`, delivered when the current transaction commits."""
+def notify(*channels: str, using: str = "default", payloads: Sequence[str] = ()) -> None:
+    """Queue a notification on each of `channels` (with the matching one of `payloads`, else
+    an empty one), delivered when the current transaction commits."""
     connection = connections[using]
     if channels and connection.vendor == "postgresql":
+        texts = list(payloads) or [""] * len(channels)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(c, '') FROM unnest(%s::text[]) AS c", [list(channels)])
+            cursor.execute(
+                "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS n(c, p)",
+                [list(channels), texts],
+            )
 
 
 class Listener:
@@ -27,21 +33,23 @@ class Listener:
         self.channel, self.using = channel, using
         self.conn: psycopg.Connection[Any] | None = None
 
-    def wait(self, timeout: float) -> None:
-        """Return at the first notification (a burst counts as one) or after `timeout`."""
+    def wait(self, timeout: float) -> list[str]:
+        """The payloads of the notifications that arrive within `timeout` (those of a burst
+        together; none when the time is up). A new connection has missed whatever was sent
+        before it: its first wait gives one empty payload at once, a sign to look."""
         if connections[self.using].vendor != "postgresql":
             time.sleep(min(timeout, 0.05))  # SQLite: no notifications; poll briskly
-            return
+            return [""]
         try:
             if self.conn is None or self.conn.closed:
                 self.conn = self._connect()
-            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-                pass
-            for _ in self.conn.notifies(timeout=0):
-                pass
+                return [""]
+            got = [n.payload for n in self.conn.notifies(timeout=timeout, stop_after=1)]
+            return got + [n.payload for n in self.conn.notifies(timeout=0)]
         except psycopg.Error:
             self.close()  # reconnect at the next wait; meanwhile behave like a short poll
             time.sleep(min(timeout, 0.5))
+            return [""]
 
     def _connect(self) -> psycopg.Connection[Any]:
         params = connections[self.using].get_connection_params()

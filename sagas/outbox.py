@@ -2,8 +2,9 @@
 transaction that decided them.
 
 The broker table lives in the saga database, so a decision and its messages commit or roll back
-together; the queues are NOTIFYed on that commit (sagas.broker listens). The task rows are the
-ones `django_q.tasks.async_task` writes, inserted in one statement for all queues of a decision.
+together; the queues are NOTIFYed on that commit, each notification carrying its task (sagas.broker
+listens). The task rows are the ones `django_q.tasks.async_task` writes, inserted in one statement
+for all queues of a decision.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sagas.messages import Command
 from sagas.notify import notify
 
 TASK = "sagas.transport.execute"
+MAX_NOTIFY_PAYLOAD = 7999  # bytes: PostgreSQL's limit is 8000 (the text here is ASCII)
 
 
 def enqueue(commands: Iterable[Command]) -> None:
@@ -33,12 +35,24 @@ def enqueue(commands: Iterable[Command]) -> None:
     for command in commands:
         by_queue[command.queue].append(command.to_dict())
     now = timezone.now()
+    queues = sorted(by_queue)
     tasks = [
-        OrmQ(key=queue, payload=SignedPackage.dumps(_task(queue, batch, now)), lock=now)
-        for queue, batch in by_queue.items()
+        OrmQ(key=queue, payload=SignedPackage.dumps(_task(queue, by_queue[queue], now)), lock=now)
+        for queue in queues
     ]
-    bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM)
-    notify(*[channel(queue) for queue in sorted(by_queue)], using=Conf.ORM)
+    ids = bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM)
+    notify(
+        *[channel(queue) for queue in queues],
+        using=Conf.ORM,
+        payloads=[carried(pk, task.payload) for pk, task in zip(ids, tasks, strict=True)],
+    )
+
+
+def carried(pk: int, payload: str) -> str:
+    """A NOTIFY payload that carries the task itself (`<id> <payload>`), so that the pusher
+    need not claim it (sagas.broker); empty (a bare wake-up) if it would not fit."""
+    text = f"{pk} {payload}"
+    return text if len(text) < MAX_NOTIFY_PAYLOAD else ""
 
 
 def _task(queue: str, batch: list[dict], now: datetime) -> dict:

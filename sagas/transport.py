@@ -5,27 +5,29 @@ makes a repeat harmless and answers with the stored reply, and a reply is delive
 whenever its command is. The replies land in their sagas (`store.land`): a saga nobody holds is
 decided there and then, so the next commands leave from the same transaction.
 
-When the services' tables share the saga database, the effects, their stored replies, the
-decisions and the task's own acknowledgement commit as one transaction: one commit per task.
-A service in a database of its own commits its effect and stored reply first; the reply then
-lands in a second transaction, and a crash between the two re-sends the stored reply when
-django-q2 delivers the task again.
+When the services' tables share the saga database, taking the task's queue row, the effects,
+their stored replies, the decisions and the row's deletion (the acknowledgement) commit as one
+transaction: one commit per task. A service in a database of its own commits its effect and
+stored reply first, inside the saga database's transaction that lands the reply; a crash between
+the two commits re-sends the stored reply when django-q2 delivers the task again.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
+from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from sagas import cluster, metrics, outbox, store
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga
-from sagas.participant import BeforeCommit, participant_for, perform
+from sagas.participant import BeforeCommit, perform
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +50,19 @@ def set_command_hook(hook: CommandHook | None) -> None:
 
 
 def execute(batch: list[dict]) -> int:
-    """The django-q2 task body: perform each command, then land the replies in their sagas."""
+    """The django-q2 task body: perform each command, then land the replies in their sagas.
+
+    A task that acknowledges itself first takes its queue row, in the transaction that lands its
+    replies: a row already gone (the task was done) or held (it is being done) ends it here."""
     commands = [Command.from_dict(raw) for raw in batch]
     saga_db = router.db_for_write(Saga)
-    if all(_database(command) == saga_db for command in commands):
-        with transaction.atomic(using=saga_db):
-            replies = [_run(command) for command in commands]  # each in a savepoint
-            waiting = _land(replies)
-    else:
-        replies = [_run(command) for command in commands]  # each in its own transaction
-        with transaction.atomic(using=saga_db):
-            waiting = _land(replies)
+    with transaction.atomic(using=saga_db):
+        if _own_task is not None and not _take_own_task():
+            return 0
+        # Each command in a savepoint, or in a transaction of its own where its service has a
+        # database of its own.
+        replies = [_run(command) for command in commands]
+        waiting = store.land(replies)
     if waiting:
         store.land_waiting(waiting)
     cluster.mark("executed")
@@ -77,22 +81,21 @@ def deliver(replies: list[Reply]) -> None:
         store.land_waiting(waiting)
 
 
-def _land(replies: list[Reply]) -> list[str]:
-    waiting = store.land(replies)
-    if _own_task is not None:
-        # The acknowledgement commits with the replies: a task is done exactly when its replies
-        # are in. Rolled back with them, the task is delivered again after `retry`.
-        # A plain DELETE: the ORM's delete() runs the deletion collector first.
-        with connections[Conf.ORM].cursor() as cursor:
-            cursor.execute(f"DELETE FROM {OrmQ._meta.db_table} WHERE id = %s", [_own_task])
-    return waiting
+# Deletes the task's row, unless another transaction holds it. Committed with the replies, the
+# delete is the acknowledgement: a task is done exactly when its replies are in; rolled back with
+# them, the row is claimed again (sagas.broker).
+TAKE = {
+    "postgresql": f"""DELETE FROM {OrmQ._meta.db_table} WHERE id = (
+    SELECT id FROM {OrmQ._meta.db_table} WHERE id = %s FOR UPDATE SKIP LOCKED)""",
+    "sqlite": f"DELETE FROM {OrmQ._meta.db_table} WHERE id = %s",  # its writers take turns
+}
 
 
-def _database(command: Command) -> str | None:
-    try:
-        return router.db_for_write(participant_for(command.name).record)
-    except LookupError:
-        return None
+def _take_own_task() -> bool:
+    connection = connections[Conf.ORM]
+    with connection.cursor() as cursor:
+        cursor.execute(TAKE[connection.vendor], [_own_task])
+        return cursor.rowcount == 1
 
 
 def _run(command: Command) -> Reply:
@@ -128,8 +131,15 @@ def take_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs:
 
 def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:
     """django-q2's `post_execute_in_worker`: a task that failed gets its acknowledgement back,
-    so django-q2's own rules (redelivery, `max_attempts`) apply to it."""
+    so django-q2's own rules (redelivery, `max_attempts`) apply to it. Its row, which a carried
+    task was never claimed by, is locked for `retry` as a claim would have: it comes back then."""
     global _own_task
     if _own_task is not None and not task.get("success"):
         task["ack_id"] = _own_task
+        try:
+            OrmQ.objects.using(Conf.ORM).filter(pk=_own_task).update(
+                lock=timezone.now() + timedelta(seconds=Conf.RETRY)
+            )
+        except DatabaseError as exc:  # then it comes back at the next claim
+            log.warning("could not defer a failed task", extra={"error": str(exc)[:200]})
     _own_task = None
