@@ -29,9 +29,27 @@ MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 # Collected once and shared by the lab's runs: the files are named by their content.
 LAB_STATIC_ROOT = Path(settings.BASE_DIR) / "var" / "lab-static"
 _collected: set[str] = set()  # the STATIC_ROOTs this process has filled
-DAPHNE_APP = "sagaproject.asgi:application"
+ASGI_APP = "sagaproject.asgi:application"
 # A service's own database, when it has one (sagaproject/settings.py): app label -> variable.
 SERVICE_DATABASE_VARIABLES = {app: f"{app.upper()}_DATABASE_URL" for app in settings.SERVICE_APPS}
+
+
+def web_argv(server: str, port: int) -> list[str]:
+    """The arguments after `python` that serve the ASGI application on `port`."""
+    if server == "daphne":
+        return ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APP]
+    from sagaproject.web_worker import WebWorker
+
+    options = [f"--{name}={value}" for name, value in WebWorker.CONFIG_KWARGS.items()]
+    return [
+        "-m",
+        "uvicorn",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--no-access-log",
+        *options,
+        ASGI_APP,
+    ]
 
 
 @dataclass
@@ -69,6 +87,8 @@ class System:
     housekeeping: bool | None = None
     # More web servers: each on its own port (`urls`), e.g. behind a load balancer; 0: none.
     web_servers: int = 1
+    # daphne, as `make run` serves; or uvicorn, one process of what `make serve` runs.
+    web_server: str = "daphne"
     # Runs every process: an argv prefix, e.g. one that enters another host's network namespace.
     launcher: tuple[str, ...] = ()
     worker_prefix: str = ""  # before each saga worker's name (its lease owner), e.g. a host's
@@ -88,7 +108,7 @@ class System:
             *[
                 Proc(
                     "web" if i == 0 else f"web.{i + 1}",
-                    [*run, py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), DAPHNE_APP],
+                    [*run, py, *web_argv(self.web_server, port)],
                     base,
                 )
                 for i, port in enumerate(self.ports)

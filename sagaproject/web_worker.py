@@ -1,5 +1,5 @@
 """The web tier's gunicorn worker: a uvicorn server running sagaproject.asgi in each process
-(HTTP, and the dashboard's websocket over wsproto). gunicorn forks and watches the processes;
+(uvloop's event loop, httptools' HTTP parser, and the dashboard's websocket over wsproto). gunicorn forks and watches the processes;
 each one opens its own connection pool on first use (settings, DATABASES), never before the fork.
 """
 
@@ -12,8 +12,8 @@ from uvicorn_worker import UvicornWorker
 
 class WebWorker(UvicornWorker):
     CONFIG_KWARGS: dict[str, Any] = {
-        "loop": "asyncio",
-        "http": "h11",
+        "loop": "uvloop",
+        "http": "httptools",
         "ws": "wsproto",
         # Channels' router answers HTTP and websockets only; the lifespan probe would just log
         # that it is unsupported.

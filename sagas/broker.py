@@ -74,8 +74,9 @@ class PostgresBroker(ORM):
     def dequeue(self) -> list[tuple[Any, str]] | None:
         if self._connection.vendor != "postgresql":
             return super().dequeue()
-        if not self._carried and time.monotonic() < self._look_at:
-            self._take(self._listener.wait(self._look_at - time.monotonic()))
+        wait = self._look_at - time.monotonic()
+        if not self._carried and wait > 0:
+            self._take(self._listener.wait(wait))
         tasks = [self._carried.popleft() for _ in range(min(Conf.BULK, len(self._carried)))]
         if time.monotonic() >= self._look_at:
             claimed = self._claim()

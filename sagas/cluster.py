@@ -54,8 +54,13 @@ class Progress:
 
     @classmethod
     def new(cls) -> Progress:
+        # Without a lock: a process killed while holding one would leave every other writer,
+        # and the watchdog reading, blocked for good. One process writes a double at a time, or
+        # two write nearly the same moment; the watchdog reads a value either way.
         now = time.time()
-        return cls(multiprocessing.Value("d", now), multiprocessing.Value("d", now))
+        return cls(
+            multiprocessing.Value("d", now, lock=False), multiprocessing.Value("d", now, lock=False)
+        )
 
     def reset(self) -> None:
         self.executed.value = self.acknowledged.value = time.time()

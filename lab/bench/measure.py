@@ -89,6 +89,7 @@ def measure(
         warmup=warmup,
         saga_workers=system.saga_workers,
         q_workers=system.q_workers,
+        web=system.web_server,
         outcomes=outcomes,
         cpu_ms=cpu_ms,
         xacts=meter.xacts,

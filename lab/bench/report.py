@@ -25,6 +25,7 @@ class Measured:
     warmup: int
     saga_workers: int
     q_workers: int
+    web: str  # the web server (uvicorn | daphne)
     outcomes: list[Outcome]
     cpu_ms: dict[str, float | None] | None  # by role over the measured phase; None: no /proc
     xacts: int | None  # the system's transactions over the phase; None off PostgreSQL
@@ -75,6 +76,7 @@ def figures(run: Measured) -> dict[str, Any]:
         "warmup": run.warmup,
         "saga_workers": run.saga_workers,
         "q_workers": run.q_workers,
+        "web": run.web,
         "completed": sum(o.status == SagaStatus.COMPLETED for o in outcomes),
         "failed": sum(o.status == SagaStatus.FAILED for o in outcomes),
         "stuck": sum(o.status == SagaStatus.STUCK for o in outcomes),

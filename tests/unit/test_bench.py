@@ -136,6 +136,7 @@ def measured(**overrides: object) -> Measured:
         "warmup": 2,
         "saga_workers": 2,
         "q_workers": 2,
+        "web": "uvicorn",
         "outcomes": outcomes,
         "cpu_ms": {
             "web": 80.0,

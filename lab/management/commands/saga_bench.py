@@ -32,6 +32,7 @@ from lab.system import MANAGE, System, local_env, scratch_database
 # The shape of one run; `--suite` brings its own, so these may not be given with it.
 RUN_OPTIONS = ("orders", "concurrency", "skus", "decline_rate", "direct", "sequential")
 SYSTEM_COUNTS = ("saga_workers", "q_workers", "naive_processes")
+WEB_SERVERS = ("uvicorn", "daphne")
 
 
 def say(line: str) -> None:
@@ -85,6 +86,13 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--naive-processes", type=int, default=4, help="processes for the naive ceiling (4)"
+        )
+        parser.add_argument(
+            "--web",
+            choices=WEB_SERVERS,
+            default="uvicorn",
+            help="the web server: uvicorn, one process of what `make serve` runs (uvloop,"
+            " httptools), or daphne, as `make run` serves (uvicorn)",
         )
         parser.add_argument(
             "--keep", action="store_true", help="keep the database and the logs of a passed run"
@@ -155,7 +163,7 @@ class Command(BaseCommand):
         }
         argv = [sys.executable, MANAGE, "saga_bench", "--inside", f"--log-dir={tmp}"]
         argv += spec.argv()
-        argv += [f"--{n.replace('_', '-')}={options[n]}" for n in (*SYSTEM_COUNTS, "warmup")]
+        argv += [f"--{n.replace('_', '-')}={options[n]}" for n in (*SYSTEM_COUNTS, "warmup", "web")]
         with scratch_database(settings.DATABASE_URL, tmp, "saga_bench", options["keep"]) as db:
             if db["DATABASE_URL"]:
                 kept = " (kept)" if options["keep"] else ""
@@ -195,6 +203,7 @@ class Command(BaseCommand):
             log_dir=log_dir / "logs",
             saga_workers=options["saga_workers"],
             q_workers=options["q_workers"],
+            web_server=options["web"],
         )
         system.migrate()
         system.manage("seed_demo")
@@ -202,7 +211,7 @@ class Command(BaseCommand):
             f"{spec.label}: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
             f"{system.saga_workers} saga workers, {len(settings.SERVICE_QUEUES)} queues x "
             f"{system.q_workers} django-q2 workers; {spec.orders} orders at concurrency "
-            f"{spec.concurrency} {'direct' if spec.direct else 'over HTTP'}, "
+            f"{spec.concurrency} {'direct' if spec.direct else f'over HTTP ({system.web_server})'}, "
             f"{'chained' if spec.sequential else 'parallel'} steps, {spec.skus} product(s), "
             f"{spec.declined} declined"
         )
