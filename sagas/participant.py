@@ -120,17 +120,24 @@ def record_models() -> list[type[StepRecord]]:
 BeforeCommit = Callable[[Command], None]
 
 
-def perform(command: Command, before_commit: BeforeCommit | None = None) -> Reply:
-    """Apply `command` at most once and return its reply (see the module docstring)."""
+def perform(
+    command: Command, before_commit: BeforeCommit | None = None, savepoints: bool = True
+) -> Reply:
+    """Apply `command` at most once and return its reply (see the module docstring).
+
+    Inside a transaction it runs in a savepoint, and its effect in another, so that a refusal
+    rolls back the effect only. With `savepoints=False` it takes none: a refusal is raised
+    instead of answered, and the caller must roll back (sagas.transport then runs it again with
+    savepoints)."""
     participant = participant_for(command.name)
     model = participant.record
     using = router.db_for_write(model)
-    with transaction.atomic(using=using):
+    with transaction.atomic(using=using, savepoint=savepoints):
         record = _locked_record(model, using, command)
         if command.compensation:
             reply = _compensate(participant, record, command)
         else:
-            reply = _act(participant, record, command)
+            reply = _act(participant, record, command, savepoints)
         if before_commit is not None:
             before_commit(command)
     return reply
@@ -201,7 +208,9 @@ def _save(record: StepRecord, field: str, reply: Reply) -> Reply:
     return reply
 
 
-def _act(participant: Participant, record: StepRecord, command: Command) -> Reply:
+def _act(
+    participant: Participant, record: StepRecord, command: Command, savepoints: bool = True
+) -> Reply:
     if record.action_reply is not None:
         return _stored(command, record.action_reply)
     if record.compensation_reply is not None:
@@ -214,9 +223,11 @@ def _act(participant: Participant, record: StepRecord, command: Command) -> Repl
         return _save(record, "action_reply", reply)
     using = record._state.db
     try:
-        with transaction.atomic(using=using):
+        with transaction.atomic(using=using, savepoint=savepoints):
             data = participant.do(command)
     except Refusal as refusal:
+        if not savepoints:
+            raise  # the effect may be half done: only a rollback of the caller's undoes it
         return _save(
             record,
             "action_reply",

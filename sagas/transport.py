@@ -53,22 +53,42 @@ def execute(batch: list[dict]) -> int:
     """The django-q2 task body: perform each command, then land the replies in their sagas.
 
     A task that acknowledges itself first takes its queue row, in the transaction that lands its
-    replies: a row already gone (the task was done) or held (it is being done) ends it here."""
+    replies: a row already gone (the task was done) or held (it is being done) ends it here.
+
+    The commands first run without savepoints, the common case being that each succeeds; one
+    that is refused or faults rolls the whole attempt back, and the batch runs again with a
+    savepoint around each command and each effect, where a refusal or a fault is answered and
+    the rest commits. (With a command hook installed, as for fault injection, always so.)"""
     commands = [Command.from_dict(raw) for raw in batch]
-    saga_db = router.db_for_write(Saga)
-    with transaction.atomic(using=saga_db):
-        if _own_task is not None and not _take_own_task():
-            return 0
-        # Each command in a savepoint, or in a transaction of its own where its service has a
-        # database of its own.
-        replies = [_run(command) for command in commands]
-        waiting = store.land(replies)
+    try:
+        done = _execute(commands, savepoints=_command_hook is not None)
+    except _Exceptional:
+        done = _execute(commands, savepoints=True)
+    if done is None:
+        return 0
+    replies, waiting = done
+    for command, reply in zip(commands, replies, strict=True):
+        metrics.COMMANDS.labels(command.name, reply.outcome.value).inc()
     if waiting:
         store.land_waiting(waiting)
     cluster.mark("executed")
     if _own_task is not None:
         cluster.mark("acknowledged")
     return len(replies)
+
+
+class _Exceptional(Exception):
+    """A command refused or faulted where no savepoint could keep the rest: run them again."""
+
+
+def _execute(commands: list[Command], savepoints: bool) -> tuple[list[Reply], list[str]] | None:
+    with transaction.atomic(using=router.db_for_write(Saga)):
+        if _own_task is not None and not _take_own_task():
+            return None
+        # In the saga database's transaction, or in a transaction of its own where the
+        # command's service has a database of its own.
+        replies = [_run(command, savepoints) for command in commands]
+        return replies, store.land(replies)
 
 
 def deliver(replies: list[Reply]) -> None:
@@ -98,12 +118,16 @@ def _take_own_task() -> bool:
         return cursor.rowcount == 1
 
 
-def _run(command: Command) -> Reply:
+def _run(command: Command, savepoints: bool) -> Reply:
+    if not savepoints:
+        try:
+            return perform(command, savepoints=False)
+        except Exception as exc:
+            raise _Exceptional from exc
     try:
         if _command_hook is None:
-            reply = perform(command)
-        else:
-            reply = _command_hook(command, lambda before_commit: perform(command, before_commit))
+            return perform(command)
+        return _command_hook(command, lambda before_commit: perform(command, before_commit))
     except Exception as exc:  # a fault: nothing was committed, the same key may be retried
         log.warning(
             "command failed",
@@ -115,9 +139,7 @@ def _run(command: Command) -> Reply:
                 "error": f"{type(exc).__name__}: {exc}",
             },
         )
-        reply = Reply.to(command, Outcome.FAULT, type(exc).__name__, str(exc)[:500])
-    metrics.COMMANDS.labels(command.name, reply.outcome.value).inc()
-    return reply
+        return Reply.to(command, Outcome.FAULT, type(exc).__name__, str(exc)[:500])
 
 
 def take_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:

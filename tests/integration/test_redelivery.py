@@ -9,14 +9,17 @@ and does nothing twice."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
+import psycopg
 import pytest
-from django.db import router
+from django.db import connection, router, transaction
+from django_q.models import OrmQ
 
 from orders.saga import ORDER_SAGA
 from payments import messages, testcards
 from payments.models import Charge, PaymentStepRecord
-from sagas import store, transport
+from sagas import outbox, store, transport
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaReply
 from sagas.services import start_saga
@@ -81,3 +84,79 @@ def test_a_reply_for_a_saga_the_saga_database_does_not_know_is_dropped_not_deliv
 
     assert Charge.objects.filter(saga_id=ghost.saga_id).count() == 1
     assert not SagaReply.objects.exists()
+
+
+def a_saga_waiting_for_a_charge_with(card: str) -> Command:
+    data = order_data(payment_token=card_token(card))
+    saga = start_saga(saga_type=ORDER_SAGA, data=data.to_json(), correlation_id=str(data.order_id))
+    return Command(messages.CHARGE, str(saga.id), "charge_payment", False, 1, data.to_json())
+
+
+def step_status(command: Command) -> str:
+    return Saga.objects.get(id=command.saga_id).state["steps"]["charge_payment"]["status"]
+
+
+def test_a_refusal_in_a_batch_is_answered_and_the_other_commands_commit() -> None:
+    # The batch runs first without savepoints; the refusal sends it round again with them.
+    paid = a_saga_waiting_for_a_charge_with(testcards.OK)
+    declined = a_saga_waiting_for_a_charge_with(testcards.DECLINED)
+
+    assert transport.execute([paid.to_dict(), declined.to_dict()]) == 2
+
+    assert Charge.objects.filter(saga_id=paid.saga_id).count() == 1
+    assert not Charge.objects.filter(saga_id=declined.saga_id).exists()
+    assert step_status(paid) == "succeeded"
+    assert step_status(declined) == "refused"
+    refused = PaymentStepRecord.objects.get(saga_id=declined.saga_id).action_reply
+    assert refused is not None and refused["code"] == "payment_declined"
+
+
+@pytest.fixture
+def own_task(monkeypatch: pytest.MonkeyPatch) -> Callable[[Command], int]:
+    """Queue `command` as its task and make it the task this worker executes."""
+
+    def queue(command: Command) -> int:
+        with transaction.atomic():
+            outbox.enqueue([command])
+        task_id = OrmQ.objects.latest("id").pk
+        monkeypatch.setattr(transport, "_own_task", task_id)
+        return task_id
+
+    return queue
+
+
+def test_a_task_whose_queue_row_is_gone_does_nothing(own_task: Callable[[Command], int]) -> None:
+    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    OrmQ.objects.filter(pk=own_task(command)).delete()  # done by another worker meanwhile
+
+    assert transport.execute([command.to_dict()]) == 0
+
+    assert not Charge.objects.filter(saga_id=command.saga_id).exists()
+    assert step_status(command) == "running"  # sent, no reply landed
+
+
+def test_a_task_whose_queue_row_another_worker_holds_does_nothing(
+    own_task: Callable[[Command], int],
+) -> None:
+    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    task_id = own_task(command)
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        other.execute("SELECT id FROM django_q_ormq WHERE id = %s FOR UPDATE", [task_id])
+
+        assert transport.execute([command.to_dict()]) == 0
+
+    assert not Charge.objects.filter(saga_id=command.saga_id).exists()
+    assert OrmQ.objects.filter(pk=task_id).exists()  # the holder rolled back: still queued
+
+
+def test_a_task_takes_its_queue_row_in_the_transaction_that_executes_it(
+    own_task: Callable[[Command], int],
+) -> None:
+    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    task_id = own_task(command)
+
+    assert transport.execute([command.to_dict()]) == 1
+
+    assert not OrmQ.objects.filter(pk=task_id).exists()
+    assert Charge.objects.filter(saga_id=command.saga_id).count() == 1
+    assert step_status(command) == "succeeded"
