@@ -118,7 +118,7 @@ def _take_own_task() -> bool:
         return cursor.rowcount == 1
 
 
-def _run(command: Command, savepoints: bool) -> Reply:
+def _run(command: Command, savepoints: bool = True) -> Reply:
     if not savepoints:
         try:
             return perform(command, savepoints=False)
