@@ -71,57 +71,65 @@ def place_order(
 ) -> PlacedOrder:
     """Start an order saga and answer with its ids; `pending` until the saga finishes.
 
-    The card is tokenised first, in the Payment Service's own transaction (its database may be
-    another one), under a request key derived from the Idempotency-Key: a retried request gets
-    the same token back. Then the key row is inserted in the transaction that starts the saga:
-    of two concurrent requests with one key, the second blocks on the unique constraint until
-    the first commits, then finds and returns the stored answer, so one saga starts. A request
-    that starts no saga (a concurrent twin won, a crash) may leave an orphan token behind:
+    The card is tokenised first, in the Payment Service's transaction (its database may be
+    another one; when it is the saga database, it is this one), under a request key derived
+    from the Idempotency-Key: a retried request gets the same token back. Then the key row is
+    inserted in the transaction that starts the saga: of two concurrent requests with one key,
+    the second blocks on the unique constraint until the first commits, then finds and returns
+    the stored answer, so one saga starts. A request that starts no saga (a concurrent twin won,
+    a crash) may leave an orphan token behind in a database of the Payment Service's own:
     harmless, it is never charged. Rejections (OrderRejected) store no key: a corrected
     request may reuse it. Raises OrderRejected or IdempotencyKeyReused.
     """
-    if idempotency is not None:
-        stored = stored_answer(idempotency)
-        if stored is not None:
-            return stored
-    lines, total, currency = priced_lines(items)
-    order_id, saga_id = uuid.uuid4(), uuid.uuid4()
-    method = _tokenize(payment, request_key=_tokenize_key(idempotency, order_id))
-    body = {"order_id": str(order_id), "saga_id": str(saga_id), "status": SagaStatus.PENDING.value}
-    try:
-        with transaction.atomic(using=router.db_for_write(IdempotencyKey)):
+    # One transaction of the saga database for the whole of it: the reads, the card's token
+    # (within it when the Payment Service's tables are there too), the key and the saga's start
+    # commit once.
+    with transaction.atomic(using=router.db_for_write(IdempotencyKey)):
+        if idempotency is not None:
+            stored = stored_answer(idempotency)
+            if stored is not None:
+                return stored
+        lines, total, currency = priced_lines(items)
+        order_id, saga_id = uuid.uuid4(), uuid.uuid4()
+        method = _tokenize(payment, request_key=_tokenize_key(idempotency, order_id))
+        body = {
+            "order_id": str(order_id),
+            "saga_id": str(saga_id),
+            "status": SagaStatus.PENDING.value,
+        }
+        try:
             key_row = None if idempotency is None else _claim_key(idempotency, body)
-            data = OrderSagaData(
-                order_id=order_id,
-                user_id=owner_id,
-                lines=lines,
-                total=total,
-                currency=currency,
-                payment_token=method.token,
-                card=CardSummary(brand=method.brand, last4=method.last4),
-                shipping_address=ShippingAddress(**shipping_address),
-            )
-            saga = start_saga(
-                saga_type=ORDER_SAGA,
-                data=data.to_json(),
-                correlation_id=str(order_id),
-                owner_id=owner_id,
-                saga_id=saga_id,
-            )
-            if key_row is not None:
-                IdempotencyKey.objects.filter(pk=key_row.pk).update(saga=saga)
-    except _KeyTaken:
-        assert idempotency is not None
-        stored = stored_answer(idempotency)
-        if stored is None:  # the first request was rejected and rolled back meanwhile
-            return place_order(
-                owner_id=owner_id,
-                items=items,
-                payment=payment,
-                shipping_address=shipping_address,
-                idempotency=idempotency,
-            )
-        return stored
+        except _KeyTaken:
+            assert idempotency is not None
+            stored = stored_answer(idempotency)
+            if stored is None:  # the first request was rejected and rolled back meanwhile
+                return place_order(
+                    owner_id=owner_id,
+                    items=items,
+                    payment=payment,
+                    shipping_address=shipping_address,
+                    idempotency=idempotency,
+                )
+            return stored
+        data = OrderSagaData(
+            order_id=order_id,
+            user_id=owner_id,
+            lines=lines,
+            total=total,
+            currency=currency,
+            payment_token=method.token,
+            card=CardSummary(brand=method.brand, last4=method.last4),
+            shipping_address=ShippingAddress(**shipping_address),
+        )
+        saga = start_saga(
+            saga_type=ORDER_SAGA,
+            data=data.to_json(),
+            correlation_id=str(order_id),
+            owner_id=owner_id,
+            saga_id=saga_id,
+        )
+        if key_row is not None:
+            IdempotencyKey.objects.filter(pk=key_row.pk).update(saga=saga)
     return PlacedOrder(ACCEPTED, body)
 
 
