@@ -1,16 +1,17 @@
 """A django-q2 broker for the service queues: the ORM broker's table, claimed better.
 
-On PostgreSQL the outbox's NOTIFY carries each task (`<id> <payload>`, sagas.outbox), so the
-pusher hands it to a worker as it arrives, without a claim: the worker takes the row itself, in
-the transaction that executes the task and deletes it (sagas.transport). Claims remain for what
-no notification brought: at the pusher's first look, after a bare wake-up (a task too large to
-carry, or one queued by django-q2's own `enqueue`), once a second for tasks whose lock expired
-(a worker died, a task failed) or whose notification was missed, and again at once while a claim
-comes back full. A claim is one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)`
-(oldest first, no lost compare-and-set races between clusters). A task may so reach a worker
-twice (carried, and claimed before its worker took it); the second finds the row gone or taken
-and does nothing. Database errors are absorbed here: the pusher would otherwise sleep 10 s and
-die. On SQLite it behaves as the stock ORM broker.
+On PostgreSQL the outbox's NOTIFY carries each task (`<id> <payload>`, sagas.outbox), whose row
+it writes as claimed for `retry`: the pusher hands the task to a worker as it arrives, without a
+claim, and the worker takes the row itself, in the transaction that executes the task and
+deletes it (sagas.transport). Claims remain for what no notification brought: at the pusher's
+first look, after a bare wake-up (a task too large to carry, or one queued by django-q2's own
+`enqueue`), once a second for tasks whose lock expired (a worker died, a notification was
+missed, a task failed), and again at once while a claim comes back full. A claim is one
+`UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)` (oldest first, no lost
+compare-and-set races between clusters). Should a task reach two workers (two clusters of one
+queue both receive its notification), the second finds its row gone or taken and does nothing.
+Database errors are absorbed here: the pusher would otherwise sleep 10 s and die. On SQLite it
+behaves as the stock ORM broker.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.db import connections
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
@@ -25,7 +26,7 @@ from sagas.messages import Command
 from sagas.notify import notify
 
 TASK = "sagas.transport.execute"
-MAX_NOTIFY_PAYLOAD = 7999  # bytes: PostgreSQL's limit is 8000 (the text here is ASCII)
+MAX_NOTIFY_PAYLOAD = 8000  # bytes, PostgreSQL's limit (the text here is ASCII)
 
 
 def enqueue(commands: Iterable[Command]) -> None:
@@ -36,23 +37,31 @@ def enqueue(commands: Iterable[Command]) -> None:
         by_queue[command.queue].append(command.to_dict())
     now = timezone.now()
     queues = sorted(by_queue)
+    payloads = [SignedPackage.dumps(_task(queue, by_queue[queue], now)) for queue in queues]
+    carry = connections[Conf.ORM].vendor == "postgresql"
+    # A task its notification carries is written as claimed for `retry`, from now: the pusher
+    # that receives it hands it on without claiming, and only if its worker never takes the row
+    # (it died) does a claim find it again, once `retry` has passed.
+    claimed = now + timedelta(seconds=Conf.RETRY)
     tasks = [
-        OrmQ(key=queue, payload=SignedPackage.dumps(_task(queue, by_queue[queue], now)), lock=now)
-        for queue in queues
+        OrmQ(key=queue, payload=payload, lock=claimed if carry and fits(payload) else now)
+        for queue, payload in zip(queues, payloads, strict=True)
     ]
     ids = bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM)
     notify(
         *[channel(queue) for queue in queues],
         using=Conf.ORM,
-        payloads=[carried(pk, task.payload) for pk, task in zip(ids, tasks, strict=True)],
+        payloads=[
+            f"{pk} {task.payload}" if fits(task.payload) else ""
+            for pk, task in zip(ids, tasks, strict=True)
+        ],
     )
 
 
-def carried(pk: int, payload: str) -> str:
-    """A NOTIFY payload that carries the task itself (`<id> <payload>`), so that the pusher
-    need not claim it (sagas.broker); empty (a bare wake-up) if it would not fit."""
-    text = f"{pk} {payload}"
-    return text if len(text) < MAX_NOTIFY_PAYLOAD else ""
+def fits(payload: str) -> bool:
+    """Whether a NOTIFY can carry the task (`<id> <payload>`, the id up to 19 digits): else the
+    notification is a bare wake-up and the pusher claims the task."""
+    return len(payload) + 20 < MAX_NOTIFY_PAYLOAD
 
 
 def _task(queue: str, batch: list[dict], now: datetime) -> dict:
