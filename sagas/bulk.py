@@ -9,10 +9,15 @@ from django.db import connections
 
 
 def insert(
-    model: type[Any], names: list[str], objs: list[Any], using: str = "default"
+    model: type[Any],
+    names: list[str],
+    objs: list[Any],
+    using: str = "default",
+    returning: bool = False,
 ) -> list[Any]:
     """Insert `objs` (instances of `model`, their `names` fields) in one statement on `using`;
-    their ids, in the order of `objs` (the instances' own are left unset)."""
+    with `returning` (PostgreSQL), their ids in the order of `objs`. The instances' own ids are
+    left unset."""
     if not objs:
         return []
     connection = connections[using]
@@ -28,7 +33,11 @@ def insert(
         cursor.execute(
             f"INSERT INTO {model._meta.db_table} ({columns}) VALUES "
             + ", ".join([row] * len(objs))
-            + f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}",
+            + (
+                f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
+                if returning
+                else ""
+            ),
             params,
         )
-        return [pk for (pk,) in cursor.fetchall()]
+        return [pk for (pk,) in cursor.fetchall()] if returning else []

@@ -47,7 +47,10 @@ def enqueue(commands: Iterable[Command]) -> None:
         OrmQ(key=queue, payload=payload, lock=claimed if carry and fits(payload) else now)
         for queue, payload in zip(queues, payloads, strict=True)
     ]
-    ids = bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM)
+    if not carry:  # SQLite: no notifications, and the pushers claim every task
+        bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM)
+        return
+    ids = bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM, returning=True)
     notify(
         *[channel(queue) for queue in queues],
         using=Conf.ORM,
