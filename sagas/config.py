@@ -117,3 +117,9 @@ def listen_url() -> str:
     """Where LISTEN connections to the default database go when it is reached through a
     transaction-mode pooler (DATABASE_LISTEN_URL); empty: where its other connections go."""
     return str(settings.DATABASE_LISTEN_URL)
+
+
+def notifications_arrive() -> bool:
+    """Whether the queues' pushers hear NOTIFYs: not behind a transaction-mode pooler, unless
+    their LISTEN goes around it (DATABASE_LISTEN_URL)."""
+    return not settings.PGBOUNCER_TRANSACTION_MODE or bool(settings.DATABASE_LISTEN_URL)

@@ -22,6 +22,7 @@ from django_q.signing import SignedPackage
 
 from sagas import bulk
 from sagas.broker import channel
+from sagas.config import notifications_arrive
 from sagas.messages import Command
 from sagas.notify import notify
 
@@ -38,7 +39,7 @@ def enqueue(commands: Iterable[Command]) -> None:
     now = timezone.now()
     queues = sorted(by_queue)
     payloads = [SignedPackage.dumps(_task(queue, by_queue[queue], now)) for queue in queues]
-    carry = connections[Conf.ORM].vendor == "postgresql"
+    carry = connections[Conf.ORM].vendor == "postgresql" and notifications_arrive()
     # A task its notification carries is written as claimed for `retry`, from now: the pusher
     # that receives it hands it on without claiming, and only if its worker never takes the row
     # (it died) does a claim find it again, once `retry` has passed.
@@ -47,7 +48,7 @@ def enqueue(commands: Iterable[Command]) -> None:
         OrmQ(key=queue, payload=payload, lock=claimed if carry and fits(payload) else now)
         for queue, payload in zip(queues, payloads, strict=True)
     ]
-    if not carry:  # SQLite: no notifications, and the pushers claim every task
+    if not carry:  # nobody would hear a notification: the pushers claim every task
         bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM)
         return
     ids = bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM, returning=True)

@@ -14,6 +14,9 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from django.db import connection, router, transaction
+from django.test import override_settings
+from django.utils import timezone
+from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from orders.saga import ORDER_SAGA
@@ -160,3 +163,24 @@ def test_a_task_takes_its_queue_row_in_the_transaction_that_executes_it(
     assert not OrmQ.objects.filter(pk=task_id).exists()
     assert Charge.objects.filter(saga_id=command.saga_id).count() == 1
     assert step_status(command) == "succeeded"
+
+
+def queued_lock(command: Command) -> float:
+    """Seconds from now until the task queued for `command` can be claimed."""
+    with transaction.atomic():
+        outbox.enqueue([command])
+    return (OrmQ.objects.latest("id").lock - timezone.now()).total_seconds()
+
+
+def test_a_task_its_notification_carries_is_queued_as_claimed_for_retry() -> None:
+    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+
+    assert 0 < queued_lock(command) <= Conf.RETRY
+
+
+@override_settings(PGBOUNCER_TRANSACTION_MODE=True, DATABASE_LISTEN_URL="")
+def test_where_no_pusher_hears_notifications_a_task_is_queued_claimable() -> None:
+    # Behind a transaction-mode pooler without DATABASE_LISTEN_URL, the pushers claim every task.
+    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+
+    assert queued_lock(command) <= 0
