@@ -3,10 +3,12 @@
 On PostgreSQL the outbox's NOTIFY carries each task (`<id> <payload>`, sagas.outbox), whose row
 it writes as claimed for `retry`: the pusher hands the task to a worker as it arrives, without a
 claim, and the worker takes the row itself, in the transaction that executes the task and
-deletes it (sagas.transport). Claims remain for what no notification brought: at the pusher's
-first look, after a bare wake-up (a task too large to carry, or one queued by django-q2's own
-`enqueue`), once a second for tasks whose lock expired (a worker died, a notification was
-missed, a task failed), and again at once while a claim comes back full. A claim is one
+deletes it (sagas.transport). Claims remain for what no notification brought: once a second,
+tasks whose lock expired (a worker died, a task failed); at the pusher's first look and after
+a bare wake-up (a task too large to carry, one queued by django-q2's own `enqueue`, or a new
+listening connection), every task no transaction holds, carried ones included, so that what
+was carried to a pusher now gone, or sent while its connection was down, is not left waiting
+for `retry`; and again at once while a claim comes back full. A claim is one
 `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)` (oldest first, no lost
 compare-and-set races between clusters). Should a task reach two workers (two clusters of one
 queue both receive its notification), the second finds its row gone or taken and does nothing.
@@ -35,10 +37,11 @@ LOOK_EVERY = 1.0  # seconds between claims when notifications bring every task
 # Commit without waiting for the WAL flush, for writes whose loss in a crash only repeats work.
 NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
 
+# Tasks whose lock is before now() + %s (0: expired locks only), oldest first.
 CLAIM = """
 UPDATE django_q_ormq SET lock = now() + make_interval(secs => %s)
 WHERE id IN (
-    SELECT id FROM django_q_ormq WHERE key = %s AND lock < now()
+    SELECT id FROM django_q_ormq WHERE key = %s AND lock < now() + make_interval(secs => %s)
     ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
 )
 RETURNING id, payload
@@ -62,6 +65,10 @@ class PostgresBroker(ORM):
         self._listener = Listener(channel(self.list_key or Conf.CLUSTER_NAME), Conf.ORM)
         self._carried: deque[tuple[int, str]] = deque()
         self._look_at = 0.0  # monotonic time of the next claim
+        # The next claim takes carried tasks too (their rows locked for `retry` by the outbox):
+        # at the first look and after a bare wake-up, which a new connection gives, whatever
+        # was carried to a pusher now gone, or on a connection now closed, is taken at once.
+        self._all = True
 
     @property
     def _connection(self) -> Any:
@@ -80,9 +87,11 @@ class PostgresBroker(ORM):
             self._take(self._listener.wait(wait))
         tasks = [self._carried.popleft() for _ in range(min(Conf.BULK, len(self._carried)))]
         if time.monotonic() >= self._look_at:
-            claimed = self._claim()
-            # A full claim: more may be waiting, look again at once.
-            self._look_at = time.monotonic() + (0 if len(claimed) == Conf.BULK else LOOK_EVERY)
+            claimed = self._claim(horizon=Conf.RETRY + 1 if self._all else 0)
+            full = len(claimed) == Conf.BULK
+            # A full claim: more may be waiting, look again at once, as widely.
+            self._all = self._all and full
+            self._look_at = time.monotonic() + (0 if full else LOOK_EVERY)
             tasks += claimed
         return tasks or None
 
@@ -92,14 +101,14 @@ class PostgresBroker(ORM):
             if task:
                 self._carried.append((int(pk), task))
             else:
-                self._look_at = 0.0  # a bare wake-up: claim
+                self._look_at, self._all = 0.0, True  # a bare wake-up: claim
 
-    def _claim(self) -> list[tuple[Any, str]]:
+    def _claim(self, horizon: float = 0) -> list[tuple[Any, str]]:
         try:
             self.get_connection()  # closes stale connections between looks, as the ORM broker does
             with transaction.atomic(using=Conf.ORM), self._connection.cursor() as cursor:
                 cursor.execute(NO_FLUSH_WAIT)  # a claim lost in a crash: the task comes back
-                cursor.execute(CLAIM, [Conf.RETRY, self.list_key, Conf.BULK])
+                cursor.execute(CLAIM, [Conf.RETRY, self.list_key, horizon, Conf.BULK])
                 return [(pk, payload) for pk, payload in cursor.fetchall()]
         except DatabaseError as exc:
             log.warning(

@@ -23,6 +23,7 @@ from orders.saga import ORDER_SAGA
 from payments import messages, testcards
 from payments.models import Charge, PaymentStepRecord
 from sagas import outbox, store, transport
+from sagas.broker import PostgresBroker
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaReply
 from sagas.services import start_saga
@@ -184,3 +185,16 @@ def test_where_no_pusher_hears_notifications_a_task_is_queued_claimable() -> Non
     command = a_saga_waiting_for_a_charge_with(testcards.OK)
 
     assert queued_lock(command) <= 0
+
+
+def test_a_pushers_first_look_takes_the_carried_tasks_its_periodic_looks_leave() -> None:
+    # A task carried to a pusher now gone (or sent while its connection was down) is taken at
+    # the next pusher's first look, not left waiting for `retry`.
+    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    queued = list(OrmQ.objects.filter(key=command.queue).values_list("id", flat=True))
+    broker = PostgresBroker(list_key=command.queue)
+
+    assert broker._claim() == []  # a periodic look: the carried task's lock has not expired
+    taken = broker.dequeue()  # the first look
+
+    assert taken is not None and sorted(pk for pk, _ in taken) == sorted(queued)
