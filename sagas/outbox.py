@@ -39,16 +39,17 @@ def enqueue(commands: Iterable[Command]) -> None:
     now = timezone.now()
     queues = sorted(by_queue)
     payloads = [SignedPackage.dumps(_task(queue, by_queue[queue], now)) for queue in queues]
-    carry = connections[Conf.ORM].vendor == "postgresql" and notifications_arrive()
+    hears = connections[Conf.ORM].vendor == "postgresql" and notifications_arrive()
+    carried = [hears and fits(payload) for payload in payloads]
     # A task its notification carries is written as claimed for `retry`, from now: the pusher
     # that receives it hands it on without claiming, and only if its worker never takes the row
     # (it died) does a claim find it again, once `retry` has passed.
     claimed = now + timedelta(seconds=Conf.RETRY)
     tasks = [
-        OrmQ(key=queue, payload=payload, lock=claimed if carry and fits(payload) else now)
-        for queue, payload in zip(queues, payloads, strict=True)
+        OrmQ(key=queue, payload=payload, lock=claimed if carry else now)
+        for queue, payload, carry in zip(queues, payloads, carried, strict=True)
     ]
-    if not carry:  # nobody would hear a notification: the pushers claim every task
+    if not hears:  # the pushers claim every task
         bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM)
         return
     ids = bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM, returning=True)
@@ -56,8 +57,8 @@ def enqueue(commands: Iterable[Command]) -> None:
         *[channel(queue) for queue in queues],
         using=Conf.ORM,
         payloads=[
-            f"{pk} {task.payload}" if fits(task.payload) else ""
-            for pk, task in zip(ids, tasks, strict=True)
+            f"{pk} {task.payload}" if carry else ""
+            for pk, task, carry in zip(ids, tasks, carried, strict=True)
         ],
     )
 
