@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connections, router
 from django.db.models import Model, Sum
 from django.utils import timezone
@@ -52,8 +53,19 @@ class AuditReport:
         return sum(n for status, n in self.by_status.items() if status not in parked)
 
     @property
+    def saga_tasks(self) -> int:
+        """Queued tasks that carry sagas' commands: the housekeeping queue's are not (its
+        schedule queues a task every few minutes, and one claimed by a cluster that was killed
+        waits there for the queue's `retry`, minutes)."""
+        return sum(
+            n for queue, n in self.queued_by_queue.items() if queue != settings.HOUSEKEEPING_QUEUE
+        )
+
+    @property
     def quiet(self) -> bool:
-        return not self.unfinished and not self.queued_tasks and not self.unread_replies
+        """No saga work left: every saga finished or parked, no command queued, no reply
+        unread."""
+        return not self.unfinished and not self.saga_tasks and not self.unread_replies
 
 
 def database_of(model: type[Model]) -> str:

@@ -80,8 +80,12 @@ class PostgresBroker(ORM):
         return pk
 
     def dequeue(self) -> list[tuple[Any, str]] | None:
-        if self._connection.vendor != "postgresql":
-            return super().dequeue()
+        tasks = self._next() if self._connection.vendor == "postgresql" else super().dequeue()
+        if tasks:
+            cluster.handed_on()  # the watchdog's measure of work not done (sagas.cluster)
+        return tasks
+
+    def _next(self) -> list[tuple[Any, str]] | None:
         wait = self._look_at - time.monotonic()
         if not self._carried and wait > 0:
             self._take(self._listener.wait(wait))
@@ -138,9 +142,7 @@ class PollingBroker(PostgresBroker):
     sleeps `poll` between looks instead of LISTENing. Each listening session of a database runs a
     transaction of its own for every transaction that NOTIFYs there, on whatever channel."""
 
-    def dequeue(self) -> list[tuple[Any, str]] | None:
-        if self._connection.vendor != "postgresql":
-            return super().dequeue()
+    def _next(self) -> list[tuple[Any, str]] | None:
         tasks = self._claim()
         if len(tasks) < Conf.BULK:
             time.sleep(Conf.POLL)

@@ -4,8 +4,9 @@ A django-q2 cluster passes tasks between its processes through multiprocessing q
 process killed while it holds a queue's lock (an idle worker waiting in `get()` holds it most of
 the time; the pusher and the monitor hold theirs while writing and reading) leaves that lock held
 forever: the sentinel respawns the process, but the cluster never moves again (upstream #23).
-The watchdog sees this from outside: work is waiting in its queue, or tasks keep running, yet no
-task has been acknowledged for a while. It then kills the whole cluster and starts a fresh one.
+The watchdog sees this from outside: tasks were handed on that no worker takes, or tasks wait
+claimable in the queue, or task bodies keep finishing, yet none has been acknowledged for a
+while. It then kills the whole cluster and starts a fresh one.
 Nothing is lost: unacknowledged tasks are delivered again after `retry`, and every command is
 idempotent. A stop signal (SIGTERM, SIGINT) stops the cluster and is never taken for a crash
 (see StopSignal).
@@ -50,7 +51,12 @@ class Progress:
     """Shared with every process the cluster forks (created before the fork)."""
 
     executed: Any  # multiprocessing.Value('d'): when a task body last finished
-    acknowledged: Any  # when the monitor last acknowledged a task
+    acknowledged: Any  # when a task was last acknowledged (by its worker or the monitor)
+    taken: Any  # when a worker last took a task from the cluster's task queue
+    # When the pusher handed tasks on for the workers for the first time since a worker last
+    # took one; before `taken` if none was handed on since. A task carried by its notification
+    # is not claimable before `retry`: this shows that it arrived and that no worker takes it.
+    handed_on: Any
 
     @classmethod
     def new(cls) -> Progress:
@@ -58,12 +64,12 @@ class Progress:
         # and the watchdog reading, blocked for good. One process writes a double at a time, or
         # two write nearly the same moment; the watchdog reads a value either way.
         now = time.time()
-        return cls(
-            multiprocessing.Value("d", now, lock=False), multiprocessing.Value("d", now, lock=False)
-        )
+        return cls(*(multiprocessing.Value("d", now, lock=False) for _ in range(4)))
 
     def reset(self) -> None:
-        self.executed.value = self.acknowledged.value = time.time()
+        now = time.time()
+        self.executed.value = self.acknowledged.value = now
+        self.taken.value = self.handed_on.value = now
 
 
 progress: Progress | None = None  # set in the qcluster process before the cluster starts
@@ -73,6 +79,13 @@ def mark(which: str) -> None:
     """Record progress from inside the cluster (a no-op outside a watched cluster)."""
     if progress is not None:
         getattr(progress, which).value = time.time()
+
+
+def handed_on() -> None:
+    """Record, from the pusher, that tasks went on for the workers: the first time since a
+    worker last took one counts (a no-op outside a watched cluster)."""
+    if progress is not None and progress.handed_on.value <= progress.taken.value:
+        progress.handed_on.value = time.time()
 
 
 def stall_seconds() -> float:
@@ -90,11 +103,18 @@ def claimable_waiting(queue: str, older_than: float) -> bool:
 
 
 def stalled(queue: str, watched: Progress, limit: float) -> bool:
+    """No acknowledgement for `limit` seconds, and yet work: tasks handed on that long ago that
+    no worker has taken since (workers that cannot reach the task queue), task bodies finishing
+    without acknowledgements (a wedged monitor), or tasks claimable and unclaimed (a pusher that
+    does not claim)."""
     now = time.time()
-    if now - watched.acknowledged.value < limit:
+    acknowledged = watched.acknowledged.value
+    if now - acknowledged < limit:
         return False
-    busy_without_acks = watched.executed.value - watched.acknowledged.value > limit / 2
-    return busy_without_acks or claimable_waiting(queue, older_than=2.0)
+    handed_on, taken = watched.handed_on.value, watched.taken.value
+    not_taken = handed_on > taken and now - handed_on >= limit
+    busy_without_acks = watched.executed.value - acknowledged > limit / 2
+    return not_taken or busy_without_acks or claimable_waiting(queue, older_than=2.0)
 
 
 def descendants(pid: int) -> list[int]:

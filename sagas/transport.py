@@ -143,11 +143,13 @@ def _run(command: Command, savepoints: bool = True) -> Reply:
 
 
 def take_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:
-    """django-q2's `pre_execute`, in the worker process: a command task acknowledges itself.
+    """django-q2's `pre_execute`, in the worker process, for every task: a command task
+    acknowledges itself.
 
     The task's queue row is deleted in the transaction that lands its replies, so the monitor
     process is not asked to acknowledge it (one transaction fewer per task)."""
     global _own_task
+    cluster.mark("taken")  # the watchdog's sign that the workers reach the task queue
     _own_task = task.pop("ack_id", None) if task.get("func") == outbox.TASK else None
 
 

@@ -22,7 +22,7 @@ from django_q.models import OrmQ
 from orders.saga import ORDER_SAGA
 from payments import messages, testcards
 from payments.models import Charge, PaymentStepRecord
-from sagas import outbox, store, transport
+from sagas import cluster, outbox, store, transport
 from sagas.broker import PostgresBroker
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaReply
@@ -198,3 +198,23 @@ def test_a_pushers_first_look_takes_the_carried_tasks_its_periodic_looks_leave()
     taken = broker.dequeue()  # the first look
 
     assert taken is not None and sorted(pk for pk, _ in taken) == sorted(queued)
+
+
+def test_the_tasks_a_pusher_hands_on_are_recorded_for_the_watchdog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A carried task is claimed for `retry`, never claimable before: the watchdog learns of it
+    # from the pusher (sagas.cluster), which records when it first handed tasks on.
+    watched = cluster.Progress.new()
+    watched.taken.value = watched.handed_on.value = before = watched.taken.value - 100
+    monkeypatch.setattr(cluster, "progress", watched)
+    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    broker = PostgresBroker(list_key=command.queue)
+    broker._all = False  # a periodic look: nothing to hand on
+
+    assert broker.dequeue() is None
+    assert watched.handed_on.value == before
+
+    broker._all = True  # the first look takes the carried task
+    assert broker.dequeue() is not None
+    assert watched.handed_on.value > before

@@ -412,3 +412,18 @@ def test_each_violation_names_what_the_tables_hold() -> None:
         f"{SKU}: stock not conserved: 9 available + 2 held != 10 received",
         f"completed {placed.key}: order is pending",
     ]
+
+
+def test_a_system_with_only_housekeeping_queued_is_quiet_and_a_saga_command_is_not() -> None:
+    stocked()
+    completed_saga()
+    OrmQ.objects.create(key="housekeeping", payload="a purge run", lock=timezone.now())
+
+    report = audit()
+    assert (report.queued_tasks, report.saga_tasks) == (1, 0)
+    assert report.quiet
+
+    OrmQ.objects.create(key="payments", payload="a command", lock=timezone.now())
+    report = audit()
+    assert (report.queued_tasks, report.saga_tasks) == (2, 1)
+    assert not report.quiet

@@ -1,6 +1,6 @@
 """The cluster watchdog's stall rule, without a cluster or a database: given when a task body
-last finished and when the monitor last acknowledged one, and whether work is waiting in the
-queue, is the cluster wedged?"""
+last finished, when a task was last acknowledged, when the pusher handed tasks on and when a
+worker last took one, and whether work is waiting in the queue, is the cluster wedged?"""
 
 from __future__ import annotations
 
@@ -20,10 +20,23 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster, "time", SimpleNamespace(time=lambda: NOW))
 
 
-def progress(*, executed_ago: float, acknowledged_ago: float) -> Any:
+def progress(
+    *,
+    executed_ago: float,
+    acknowledged_ago: float,
+    taken_ago: float | None = None,
+    handed_on_ago: float | None = None,
+) -> Any:
+    """The progress values; by default a worker took the last task handed on as it was
+    acknowledged."""
+    taken_ago = acknowledged_ago if taken_ago is None else taken_ago
     return SimpleNamespace(
         executed=SimpleNamespace(value=NOW - executed_ago),
         acknowledged=SimpleNamespace(value=NOW - acknowledged_ago),
+        taken=SimpleNamespace(value=NOW - taken_ago),
+        handed_on=SimpleNamespace(
+            value=NOW - (taken_ago if handed_on_ago is None else handed_on_ago)
+        ),
     )
 
 
@@ -104,3 +117,57 @@ def test_tasks_finishing_just_after_the_last_acknowledgement_are_not_yet_a_wedge
     assert cluster.stalled(
         "payments", progress(executed_ago=LIMIT / 2 - 0.5, acknowledged_ago=LIMIT), LIMIT
     )
+
+
+def test_tasks_handed_on_that_no_worker_takes_past_the_limit_are_stalled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker died holding the task queue's lock: the pusher hands carried tasks on, whose rows
+    # are claimed for `retry` (nothing claimable), and no worker takes them.
+    asked = work_waiting(monkeypatch, False)
+    wedged = progress(executed_ago=600, acknowledged_ago=600, taken_ago=600, handed_on_ago=LIMIT)
+
+    assert cluster.stalled("payments", wedged, LIMIT)
+    assert asked == []  # settled without a database question
+
+
+def test_tasks_handed_on_within_the_limit_are_not_yet_stalled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An idle cluster that just got a task: the last acknowledgement is old, the hand-on new.
+    work_waiting(monkeypatch, False)
+    fresh = progress(executed_ago=600, acknowledged_ago=600, taken_ago=600, handed_on_ago=LIMIT - 1)
+
+    assert not cluster.stalled("payments", fresh, LIMIT)
+
+
+def test_tasks_taken_since_they_were_handed_on_are_not_stalled_by_that_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker took them (a long task, or tasks failing and waiting for `retry`): this rule is
+    # satisfied; what is claimable still counts.
+    asked = work_waiting(monkeypatch, False)
+    taken = progress(executed_ago=600, acknowledged_ago=600, taken_ago=1, handed_on_ago=LIMIT)
+
+    assert not cluster.stalled("payments", taken, LIMIT)
+    assert asked == [("payments", 2.0)]
+
+
+def test_only_the_first_hand_on_since_a_worker_took_a_task_is_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = SimpleNamespace(time=lambda: NOW)
+    monkeypatch.setattr(cluster, "time", clock)
+    watched = cluster.Progress.new()
+    watched.taken.value = watched.handed_on.value = NOW - 100
+    monkeypatch.setattr(cluster, "progress", watched)
+
+    cluster.handed_on()
+    assert watched.handed_on.value == NOW
+    clock.time = lambda: NOW + 5
+    cluster.handed_on()  # no worker took one since: the first hand-on stands
+    assert watched.handed_on.value == NOW
+    watched.taken.value = NOW + 6
+    clock.time = lambda: NOW + 7
+    cluster.handed_on()
+    assert watched.handed_on.value == NOW + 7
