@@ -3,8 +3,8 @@ transaction that decided them.
 
 The broker table lives in the saga database, so a decision and its messages commit or roll back
 together; the queues are NOTIFYed on that commit, each notification carrying its task (sagas.broker
-listens). The task rows are the ones `django_q.tasks.async_task` writes, inserted in one statement
-for all queues of a decision.
+listens). The task rows are the ones `django_q.tasks.async_task` writes, inserted with their
+notifications in one statement for all queues of a decision.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from sagas import bulk
 from sagas.broker import channel
 from sagas.config import notifications_arrive
 from sagas.messages import Command
-from sagas.notify import notify
 
 TASK = "sagas.transport.execute"
 MAX_NOTIFY_PAYLOAD = 8000  # bytes, PostgreSQL's limit (the text here is ASCII)
@@ -52,15 +51,31 @@ def enqueue(commands: Iterable[Command]) -> None:
     if not hears:  # the pushers claim every task
         bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM)
         return
-    ids = bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM, returning=True)
-    notify(
-        *[channel(queue) for queue in queues],
-        using=Conf.ORM,
-        payloads=[
-            f"{pk} {task.payload}" if carry else ""
-            for pk, task, carry in zip(ids, tasks, carried, strict=True)
-        ],
-    )
+    with connections[Conf.ORM].cursor() as cursor:
+        cursor.execute(
+            INSERT_AND_NOTIFY,
+            [
+                queues,
+                [task.payload for task in tasks],
+                [task.lock for task in tasks],
+                queues,
+                [channel(queue) for queue in queues],
+                carried,
+            ],
+        )
+
+
+# The tasks (one per queue), and a notification on each one's queue carrying `<id> <payload>`,
+# or nothing (a bare wake-up) for a task too large to carry: one statement, one round trip.
+INSERT_AND_NOTIFY = f"""
+WITH task AS (
+    INSERT INTO {OrmQ._meta.db_table} (key, payload, lock)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])
+    RETURNING id, key, payload
+)
+SELECT pg_notify(n.channel, CASE WHEN n.carried THEN task.id || ' ' || task.payload ELSE '' END)
+FROM task JOIN unnest(%s::text[], %s::text[], %s::boolean[]) AS n(key, channel, carried) USING (key)
+"""
 
 
 def fits(payload: str) -> bool:

@@ -41,7 +41,9 @@ def start_saga(
         owner_id=owner_id,
         created_at=now,
     )
-    with transaction.atomic():
+    # Within a caller's transaction (an order request is one), no savepoint: a failure here
+    # fails the whole of it.
+    with transaction.atomic(savepoint=False):
         commands, events, _ = store.apply(saga, [Start()], now)
         saga.save(force_insert=True)
         store.record([], commands, events)

@@ -23,9 +23,10 @@ from orders.saga import ORDER_SAGA
 from payments import messages, testcards
 from payments.models import Charge, PaymentStepRecord
 from sagas import cluster, outbox, store, transport
-from sagas.broker import PostgresBroker
+from sagas.broker import PostgresBroker, channel
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaReply
+from sagas.notify import Listener
 from sagas.services import start_saga
 from tests.services.builders import card_token, order_data
 
@@ -171,6 +172,46 @@ def queued_lock(command: Command) -> float:
     with transaction.atomic():
         outbox.enqueue([command])
     return (OrmQ.objects.latest("id").lock - timezone.now()).total_seconds()
+
+
+def listening(*queues: str) -> dict[str, Listener]:
+    """Listeners on the queues' channels, connected (a first wait connects)."""
+    listeners = {queue: Listener(channel(queue)) for queue in queues}
+    for listener in listeners.values():
+        assert listener.wait(0) == [""]  # a new connection: "look", nothing heard yet
+    return listeners
+
+
+def test_each_queue_is_notified_with_its_task_and_the_tasks_row_id() -> None:
+    listeners = listening("orders", "inventory", "payments", "shipping")
+    try:
+        a_saga_waiting_for_a_charge_with(testcards.OK)  # its three first steps
+        heard = {
+            queue: listener.wait(5) for queue, listener in listeners.items() if queue != "shipping"
+        }
+        assert listeners["shipping"].wait(0.2) == []
+    finally:
+        for listener in listeners.values():
+            listener.close()
+
+    queued = OrmQ.objects.values_list("id", "key", "payload")
+    assert heard == {key: [f"{pk} {payload}"] for pk, key, payload in queued}
+
+
+def test_a_task_too_large_to_carry_is_notified_bare_and_queued_claimable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox, "MAX_NOTIFY_PAYLOAD", 20)
+    listeners = listening("payments")
+    try:
+        a_saga_waiting_for_a_charge_with(testcards.OK)
+        heard = listeners["payments"].wait(5)
+    finally:
+        listeners["payments"].close()
+
+    assert heard == [""]  # a bare wake-up: the pusher claims the task
+    (lock,) = OrmQ.objects.filter(key="payments").values_list("lock", flat=True)
+    assert lock <= timezone.now()
 
 
 def test_a_task_its_notification_carries_is_queued_as_claimed_for_retry() -> None:

@@ -1,11 +1,14 @@
 """Payment Service through the participant protocol: idempotent charges, refunds, tombstones."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 
 import pytest
+from django.db import connections, router, transaction
 from django.db.models import Sum
 
 from payments import messages, testcards
@@ -290,6 +293,25 @@ def test_a_tokenisation_repeated_with_its_request_key_returns_the_same_token() -
     assert again.token == first.token
     assert other.token != first.token
     assert PaymentMethod.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_two_tokenisations_at_once_under_one_request_key_give_one_method() -> None:
+    # The second waits on the key the first holds uncommitted, then returns the first's method.
+    def second() -> str:
+        try:
+            return tokenize(request_key="idem:race").token
+        finally:
+            connections.close_all()  # this thread's
+
+    with ThreadPoolExecutor(1) as pool:
+        with transaction.atomic(using=router.db_for_write(PaymentMethod)):
+            first = tokenize(request_key="idem:race")
+            pending = pool.submit(second)
+            time.sleep(0.3)
+            assert not pending.done()  # waiting for the first to commit or roll back
+        assert pending.result(timeout=10) == first.token
+    assert PaymentMethod.objects.filter(request_key="idem:race").count() == 1
 
 
 def test_a_request_key_reused_for_another_card_is_refused_and_stores_nothing() -> None:
