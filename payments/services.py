@@ -80,7 +80,7 @@ def _create_once(method: PaymentMethod) -> PaymentMethod:
     connection = connections[using]
     method.created_at = timezone.now()
     fields = [field for field in PaymentMethod._meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    columns = ", ".join(connection.ops.quote_name(field.column or "") for field in fields)
     inserted = list(
         PaymentMethod.objects.using(using).raw(
             f"INSERT INTO {PaymentMethod._meta.db_table} ({columns}) "
