@@ -2,14 +2,18 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 from sagaproject.envfile import use_local_env_file
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sagaproject.settings")
 use_local_env_file()
 os.environ["SAGA_SERVER"] = "asgi"  # settings: pooled connections, see DATABASES
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as get_asgi_application() does
+
+from sagaproject.handlers import ASGIHandler  # noqa: E402
+
+django_asgi_app = ASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
