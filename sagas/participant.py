@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, models, router, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.utils import timezone
 
 from sagas.messages import Command, Outcome, Reply
@@ -201,10 +201,19 @@ def _save(record: StepRecord, field: str, reply: Reply) -> Reply:
             "data": reply.data,
         },
     )
-    # An UPDATE of the two columns, without save()'s signals and checks.
-    type(record)._default_manager.using(record._state.db).filter(pk=record.pk).update(
-        **{field: getattr(record, field), "updated_at": timezone.now()}
-    )
+    # An UPDATE of the two columns, without save()'s signals and checks or the compiler's cost.
+    model, connection = type(record), connections[record._state.db or DEFAULT_DB_ALIAS]
+    stored, updated = _fields(model, field, "updated_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {model._meta.db_table} SET {connection.ops.quote_name(stored.column or '')} = %s,"
+            f" {connection.ops.quote_name(updated.column or '')} = %s WHERE id = %s",
+            [
+                stored.get_db_prep_save(getattr(record, field), connection),
+                updated.get_db_prep_save(timezone.now(), connection),
+                record.pk,
+            ],
+        )
     return reply
 
 
