@@ -12,7 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
@@ -302,24 +302,13 @@ LOCK = """
 SELECT *, coalesce(lease_until > now(), false) AS leased FROM sagas_saga
 WHERE id = ANY(%s::uuid[]) ORDER BY id FOR NO KEY UPDATE"""
 
-# The same, passing over locked rows, and with each saga's inbox (oldest first, or null): the
-# statement never waits, so its snapshot is the one its locks were taken in, and a reply put in
-# an inbox by a transaction that commits later is decided by that transaction's `land_waiting`,
-# as it is when the inbox is read by a statement of its own.
-LOCK_WITH_INBOX = """
-SELECT s.*, coalesce(s.lease_until > now(), false) AS leased,
-    (SELECT json_agg(r ORDER BY r.id) FROM sagas_sagareply r WHERE r.saga_id = s.id) AS inbox
-FROM sagas_saga s
-WHERE s.id = ANY(%s::uuid[]) ORDER BY s.id FOR NO KEY UPDATE OF s SKIP LOCKED"""
-
 
 def _locked(saga_ids: list[str], skip_locked: bool = False) -> list[Any]:
     """Lock these sagas' rows in id order (the workers' order), passing over locked ones with
     `skip_locked`; each saga has `leased`: whether a worker's lease on it is live, by the
-    database clock, and on PostgreSQL with `skip_locked`, `inbox`: its inbox's rows as JSON
-    (see `_inbox_of`). Missing sagas are left out."""
+    database clock. Missing sagas are left out."""
     if connection.vendor == "postgresql":  # the same query, without the compiler's cost
-        return list(Saga.objects.raw(LOCK_WITH_INBOX if skip_locked else LOCK, [saga_ids]))
+        return list(Saga.objects.raw(LOCK + (" SKIP LOCKED" if skip_locked else ""), [saga_ids]))
     return list(
         Saga.objects.select_for_update(no_key=True, skip_locked=skip_locked)
         .annotate(leased=ExpressionWrapper(Q(lease_until__gt=Now()), output_field=BooleanField()))
@@ -337,7 +326,9 @@ def _decide(
     """Run each saga's inbox, the `arriving` replies and its timers through the transition and
     write the decisions; the consumed inbox rows are deleted. Call holding the sagas' row locks,
     inside the transaction. A saga that cannot be processed is parked, its replies kept."""
-    inbox = _inbox_of(sagas)
+    inbox: dict[uuid.UUID, list[SagaReply]] = defaultdict(list)
+    for reply in _inbox([saga.id for saga in sagas]):
+        inbox[reply.saga_id].append(reply)
     if only_with_inbox:
         sagas = [saga for saga in sagas if inbox[saga.id]]
     if not sagas:
@@ -381,34 +372,6 @@ def _decide(
 
 
 INBOX = "SELECT * FROM sagas_sagareply WHERE saga_id = ANY(%s::uuid[]) ORDER BY id"
-
-
-def _inbox_of(sagas: list[Saga]) -> defaultdict[uuid.UUID, list[SagaReply]]:
-    """The replies waiting in these sagas' inboxes, oldest first, by saga: as read with their
-    rows (LOCK_WITH_INBOX), or read now."""
-    inbox: defaultdict[uuid.UUID, list[SagaReply]] = defaultdict(list)
-    if sagas and all(hasattr(saga, "inbox") for saga in sagas):
-        for saga in sagas:
-            inbox[saga.id] = [_reply_row(row) for row in cast(Any, saga).inbox or ()]
-        return inbox
-    for reply in _inbox([saga.id for saga in sagas]):
-        inbox[reply.saga_id].append(reply)
-    return inbox
-
-
-def _reply_row(row: dict[str, Any]) -> SagaReply:
-    """An inbox row from its JSON (`json_agg`): what deciding and deleting it need."""
-    return SagaReply(
-        id=row["id"],
-        saga_id=uuid.UUID(row["saga_id"]),
-        step=row["step"],
-        compensation=row["compensation"],
-        attempt=row["attempt"],
-        outcome=row["outcome"],
-        code=row["code"],
-        message=row["message"],
-        data=row["data"],
-    )
 
 
 def _inbox(saga_ids: list[uuid.UUID]) -> list[SagaReply]:

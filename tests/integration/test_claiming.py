@@ -199,8 +199,8 @@ def test_a_reply_for_a_saga_nobody_holds_is_decided_where_it_lands() -> None:
 
 
 def test_a_reply_landing_on_a_saga_nobody_holds_decides_its_inbox_too() -> None:
-    # Replies left in the inbox (their worker's lease ran out before it decided), read with the
-    # saga's row where the next reply lands, are decided with it and consumed.
+    # Replies left in the inbox (their worker's lease ran out before it decided) are decided
+    # with the next reply, where it lands, and consumed.
     [saga_id] = due_sagas(1)
     Saga.objects.filter(id=saga_id).update(due_at=None)
     in_the_inbox([reply_for(saga_id, "create_order"), reply_for(saga_id, "charge_payment")])
@@ -212,24 +212,6 @@ def test_a_reply_landing_on_a_saga_nobody_holds_decides_its_inbox_too() -> None:
     assert [steps[step]["status"] for step in first] == ["succeeded"] * 3
     assert steps["schedule_shipment"]["status"] == "running"  # all three in: the pivot is sent
     assert not SagaReply.objects.filter(saga_id=saga_id).exists()
-
-
-def test_the_inbox_read_with_a_sagas_row_is_its_replies_oldest_first() -> None:
-    [saga_id] = due_sagas(1)
-    replies = [
-        Reply(str(saga_id), "charge_payment", True, 3, Outcome.REFUSED, "c", "m", {"k": [1]}),
-        reply_for(saga_id, "create_order"),
-    ]
-    in_the_inbox(replies)
-
-    with transaction.atomic():
-        [row] = store._locked([str(saga_id)], skip_locked=True)
-        read = store._inbox_of([row])
-
-    assert [reply.to_reply() for reply in read[saga_id]] == replies
-    assert [reply.id for reply in read[saga_id]] == sorted(
-        SagaReply.objects.filter(saga_id=saga_id).values_list("id", flat=True)
-    )
 
 
 def test_a_reply_for_a_leased_saga_waits_in_its_inbox_for_the_worker() -> None:
