@@ -13,13 +13,11 @@ def insert(
     names: list[str],
     objs: list[Any],
     using: str = "default",
-    returning: bool = False,
-) -> list[Any]:
-    """Insert `objs` (instances of `model`, their `names` fields) in one statement on `using`;
-    with `returning` (PostgreSQL), their ids in the order of `objs`. The instances' own ids are
-    left unset."""
+) -> None:
+    """Insert `objs` (instances of `model`, their `names` fields) in one statement on `using`.
+    The instances' own ids are left unset."""
     if not objs:
-        return []
+        return
     connection = connections[using]
     fields = [model._meta.get_field(name) for name in names]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
@@ -32,12 +30,6 @@ def insert(
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {model._meta.db_table} ({columns}) VALUES "
-            + ", ".join([row] * len(objs))
-            + (
-                f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
-                if returning
-                else ""
-            ),
+            + ", ".join([row] * len(objs)),
             params,
         )
-        return [pk for (pk,) in cursor.fetchall()] if returning else []

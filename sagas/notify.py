@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -13,17 +12,13 @@ from django.db import connections
 from sagas.config import listen_url
 
 
-def notify(*channels: str, using: str = "default", payloads: Sequence[str] = ()) -> None:
-    """Queue a notification on each of `channels` (with the matching one of `payloads`, else
-    an empty one), delivered when the current transaction commits."""
+def notify(*channels: str, using: str = "default") -> None:
+    """Queue an empty notification on each of `channels`, delivered when the current
+    transaction commits."""
     connection = connections[using]
     if channels and connection.vendor == "postgresql":
-        texts = list(payloads) or [""] * len(channels)
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS n(c, p)",
-                [list(channels), texts],
-            )
+            cursor.execute("SELECT pg_notify(c, '') FROM unnest(%s::text[]) AS c", [list(channels)])
 
 
 class Listener:
