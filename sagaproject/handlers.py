@@ -37,9 +37,7 @@ class ASGIHandler(DjangoASGIHandler):
 
 
 def serves_synchronously(path: str) -> bool:
-    """Whether `path` resolves to a synchronous view (outside the static files)."""
-    if path.startswith("/" + settings.STATIC_URL.lstrip("/")):
-        return False
+    """Whether `path` resolves to a synchronous view (no view serves the static files)."""
     try:
         view: Any = resolve(path, urlconf=settings.ROOT_URLCONF).func
     except Resolver404:
