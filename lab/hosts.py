@@ -53,7 +53,8 @@ TAKEOVER_TIMINGS = {
     "DB_IDLE_TX_TIMEOUT_MS": "10000",
 }
 OBSERVER = "saga_hosts"  # application_name of this process's own connections
-CUT_ATTEMPTS = 1  # no retries: A is cut at once, leases or not (see Cutter.cut_and_kill)
+LEASE_WAIT = 1.0  # seconds the cut waits for A to hold leases (Cutter.wait_for_work_in_flight)
+IN_FLIGHT_WAIT = 10.0  # ... and at most, for A to have work in flight
 READY_SECONDS = 90.0  # for every process of every host to beat through its network path
 
 
@@ -203,7 +204,7 @@ class Cut:
     leased: set[str] = field(default_factory=set)  # sagas leased to A's saga workers after the cut
     held_tasks: set[int] = field(default_factory=set)  # queue tasks A's clusters still held
     killed_after: float = 0.0  # seconds from the cut to the SIGKILL
-    flaps: int = 0  # cuts undone at once because A held no lease (see Cutter.cut_and_kill)
+    in_flight: int = 0  # unfinished sagas A had decided for or run a command of, just before
     leases_freed_after: float | None = None  # seconds from the cut until B could take them
     tasks_redelivered_after: float | None = None  # ... until A's queue tasks were acknowledged
     error: BaseException | None = None
@@ -260,41 +261,43 @@ class Cutter:
             )
             return cursor.fetchone() is not None
 
+    def wait_for_work_in_flight(self) -> None:
+        """Hold the cut until A has something to take over: sagas it decided for or ran a
+        command of, unfinished (two, so that one finishing just before the cut leaves one).
+        Within the first second, wait for a moment its saga worker also holds leases, so that
+        the takeover by lease expiry is part of the run: it holds them only while it processes
+        a batch (milliseconds), and most replies are decided where they land, by the service
+        workers, so its batches are rare."""
+        prefix = f"{self.host.name}/"
+        started = time.monotonic()
+        while not self.stop.is_set():
+            waited = time.monotonic() - started
+            self.cut.in_flight = ledger.in_flight(prefix)
+            if self.cut.in_flight and self.holds_leases():
+                return
+            if (waited >= LEASE_WAIT and self.cut.in_flight >= 2) or waited >= IN_FLIGHT_WAIT:
+                return
+            time.sleep(0.005)
+
     def cut_and_kill(self) -> None:
         from django_q.models import OrmQ
 
         net = self.host.net
         self.cut.reached_before = netns.reaches(net, 5432)
+        self.wait_for_work_in_flight()
         plug = netns.Plug(net)
         try:
-            for attempt in range(1, CUT_ATTEMPTS + 1):
-                # Cut while A holds leases if it can, so that the takeover by lease expiry is part
-                # of the run: a saga worker holds them only while it processes a batch
-                # (milliseconds), and most replies are decided where they land, by the service
-                # workers, so its batches are rare. Whatever A's clusters hold is taken over
-                # anyway (their queue tasks come back after Q_RETRY).
-                deadline = time.monotonic() + 1
-                while not self.holds_leases() and time.monotonic() < deadline:
-                    pass
-                plug.pull()
-                self.cut.started, self.cut.at = time.monotonic(), database_now()
-                time.sleep(0.3)  # what A sent before the cut has reached the server by now
-                self.cut.leased = self.leased_to_a()  # A's until they expire, at the earliest
-                if self.cut.leased or attempt == CUT_ATTEMPTS:
-                    break
-                # A's batch had just committed: put the link back (a blip A's connections ride
-                # out, TCP retransmits) and try again.
-                plug.push()
-                self.cut.flaps += 1
-                time.sleep(1.0)
+            plug.pull()
+            self.cut.started, self.cut.at = time.monotonic(), database_now()
+            time.sleep(0.3)  # what A sent before the cut has reached the server by now
+            self.cut.leased = self.leased_to_a()  # A's until they expire, at the earliest
         finally:
             plug.close()
         self.cut.reached_after = netns.reaches(net, 5432)
         self.say(
-            f"  cut {net.name} off ({net.veth} down"
-            + (f", after {self.cut.flaps} brief flaps" if self.cut.flaps else "")
-            + f") with {len(self.cut.leased)} sagas leased to it: from inside it, the database "
-            f"path {'still answers!' if self.cut.reached_after else 'no longer answers'}"
+            f"  cut {net.name} off ({net.veth} down) with {self.cut.in_flight} unfinished sagas "
+            f"it had worked on and {len(self.cut.leased)} leased to it: from inside it, the "
+            f"database path {'still answers!' if self.cut.reached_after else 'no longer answers'}"
         )
         self.stop.wait(max(0.0, self.options.kill_after - (time.monotonic() - self.cut.started)))
         # Queue tasks A's clusters claimed before the cut and can no longer acknowledge. B's
@@ -370,7 +373,7 @@ class HostsResult:
     report: AuditReport
     hosts: list[HostWork]
     cut: Cut | None
-    taken_over: int = 0  # sagas A decided for or held before the cut, unfinished, B finished
+    taken_over: int = 0  # sagas A worked on or held before the cut, unfinished, B finished
     taken_over_by: float | None = None  # seconds from the cut until the last of them finished
     leased_taken_over: int = 0  # of the sagas leased to A at the cut, those B finished
     held_tasks_left: int = 0  # of the tasks A's clusters held, those still queued at the end
@@ -433,7 +436,7 @@ class HostsResult:
                 "leased": len(cut.leased),
                 "held_tasks": len(cut.held_tasks),
                 "killed_after": round(cut.killed_after, 1),
-                "flaps": cut.flaps,
+                "in_flight": cut.in_flight,
                 "leases_freed_after": rounded(cut.leases_freed_after),
                 "tasks_redelivered_after": rounded(cut.tasks_redelivered_after),
                 "error": None if cut.error is None else repr(cut.error),
@@ -639,11 +642,12 @@ def account(
         loadavg=loadavg,
     )
     if cut is not None and before is not None:
-        # The sagas A had decided for, or held leased, still unfinished when its link went
-        # down, and finished by another host.
+        # The sagas A had decided for, run a command of or held leased, still unfinished when
+        # its link went down, and finished by another host.
         finished_before: set[str] = set().union(*(before[p].finished for p in names))
         others = set().union(*(total[p].finished for p in names[1:]))
-        taken = ((before[names[0]].sagas | cut.leased) - finished_before) & others
+        a = before[names[0]]
+        taken = ((a.sagas | a.commanded | cut.leased) - finished_before) & others
         result.taken_over = len(taken)
         last = Saga.objects.filter(id__in=list(taken)).aggregate(last=Max("finished_at"))["last"]
         if last is not None and cut.at is not None:

@@ -82,6 +82,7 @@ class Work:
     decisions: int = 0  # saga-decisions: one saga's events in one committed transaction
     finished: set[str] = field(default_factory=set)  # sagas they finished (the final decision)
     commands: int = 0  # command effects: action or compensation replies stored
+    commanded: set[str] = field(default_factory=set)  # sagas they ran a command effect for
     by_app: Counter[str] = field(default_factory=Counter)  # commands per process
 
 
@@ -108,5 +109,20 @@ def work(
                 mine.finished.add(saga_id)
         else:
             mine.commands += 1
+            mine.commanded.add(saga_id)
             mine.by_app[app] += 1
     return found
+
+
+def in_flight(prefix: str) -> int:
+    """How many unfinished sagas the processes whose `application_name` starts with `prefix`
+    have decided for or run a command effect of: what another host takes over if they go."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(DISTINCT work.saga_id) FROM lab_host_work work"
+            " JOIN sagas_saga saga ON saga.id = work.saga_id"
+            " WHERE work.app LIKE %s AND saga.finished_at IS NULL",
+            [f"{prefix}%"],
+        )
+        count: int = cursor.fetchone()[0]
+        return count
