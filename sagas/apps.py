@@ -15,6 +15,7 @@ class SagasConfig(AppConfig):
 
         from sagas import checks as saga_checks
         from sagas import transport
+        from sagas.api import authentication
 
         checks.register(saga_checks.check_settings, saga_checks.TAG)
         checks.register(saga_checks.check_definitions, saga_checks.TAG)
@@ -26,6 +27,8 @@ class SagasConfig(AppConfig):
         post_execute_in_worker.connect(
             transport.give_back_acknowledgement, dispatch_uid="sagas.own_ack_back"
         )
+        # A token or user changed here is forgotten by the token cache at once.
+        authentication.connect_signals()
         # After every migrate: a fresh deployment gets the housekeeping schedule unasked.
         post_migrate.connect(_schedule_housekeeping, sender=self)
 

@@ -68,3 +68,12 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
         else:
             name = f"{db['NAME']}_mutant{slot}"
         db.setdefault("TEST", {})["NAME"] = name
+
+
+@pytest.fixture(autouse=True)
+def _forget_api_tokens() -> None:
+    """Each test starts with an empty token cache (sagas.api.authentication): a user a test
+    changed with a queryset update, which sends no signal, is read afresh by the next."""
+    from sagas.api.authentication import cache
+
+    cache.clear()
