@@ -167,10 +167,11 @@ def database_config(url: str) -> dict[str, Any]:
     the ASGI server."""
     if not url:
         return sqlite_config(SQLITE_PATH, "test.sqlite3")
-    # Health checks (a `SELECT 1` before the first query after each request or task) guard the
-    # web pool's connections. The workers skip them: it was one more round trip and transaction
-    # per task, and a worker drops its connection after any database error anyway (Django closes
-    # a connection that saw an error and is no longer usable, at the next task or loop).
+    # Health checks guard the web pool's connections (without a round trip: the socket of an idle
+    # connection is looked at, sagaproject/postgresql). The workers skip them: a check by query
+    # was one more round trip and transaction per task, and a worker drops its connection after
+    # any database error anyway (Django closes a connection that saw an error and is no longer
+    # usable, at the next task or loop).
     config: dict[str, Any] = dict(
         dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=ASGI_SERVER)
     )
@@ -180,7 +181,7 @@ def database_config(url: str) -> dict[str, Any]:
         if ASGI_SERVER:
             # The web tier counts its queries for /metrics (django_db_*); the workers keep the
             # plain engine: counting every statement was about 7 % of a service worker's CPU.
-            config["ENGINE"] = "django_prometheus.db.backends.postgresql"
+            config["ENGINE"] = "sagaproject.postgresql"
         # Bounded waits: a stuck lock or an abandoned transaction must not hold the queue tables.
         config.setdefault("OPTIONS", {})["options"] = (
             f"-c statement_timeout={env_int('DB_STATEMENT_TIMEOUT_MS', 30000)}"
@@ -202,8 +203,8 @@ def database_config(url: str) -> dict[str, Any]:
         if "PGAPPNAME" not in os.environ:  # libpq's own variable names them otherwise
             config["OPTIONS"]["application_name"] = f"sagas:{process_role()}"[:63]
         if ASGI_SERVER:
-            # With CONN_HEALTH_CHECKS on, Django has the pool test each connection on checkout,
-            # so a connection killed by a restart or failover is replaced, not handed out.
+            # With CONN_HEALTH_CHECKS on, the pool checks each connection it hands out, so a
+            # connection closed by a restart or failover is replaced, not handed out.
             config["OPTIONS"]["pool"] = {"min_size": 2, "max_size": DB_POOL_MAX_SIZE, "timeout": 10}
     return config
 
