@@ -156,10 +156,6 @@ class Plug:
                 raise NetnsError(f"{self.host.veth} is still up: {said or 'no word from ip'}")
             time.sleep(0.0005)
 
-    def push(self) -> None:
-        """Put the link back up."""
-        self._send(f"link set {self.host.veth} up")
-
     def _send(self, command: str) -> None:
         assert self.ip.stdin is not None
         self.ip.stdin.write(command + "\n")
