@@ -27,11 +27,19 @@ def check_idle_connection(conn: psycopg.Connection[Any]) -> None:
         not conn.closed
         and pgconn.status == pq.ConnStatus.OK
         and pgconn.transaction_status == pq.TransactionStatus.IDLE
-        and not select.select([pgconn.socket], [], [], 0)[0]
+        and not _readable(pgconn.socket)
     )
     if not healthy:
         conn.close()
         raise psycopg.OperationalError("the server closed this pooled connection")
+
+
+def _readable(fd: int) -> bool:
+    """Whether `fd` has anything to read, or has hung up, now (poll: no limit on fd numbers,
+    which a web process with many websocket clients can push past select()'s 1024)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

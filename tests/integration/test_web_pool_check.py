@@ -4,6 +4,8 @@ pool hands out a fresh one instead."""
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from django.db import connection
 from psycopg_pool import ConnectionPool
 
-from sagaproject.postgresql.base import DatabaseWrapper, check_idle_connection
+from sagaproject.postgresql.base import DatabaseWrapper, _readable, check_idle_connection
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -101,3 +103,24 @@ def test_the_web_engines_pool_uses_it_and_replaces_a_closed_connection() -> None
             assert conn.info.backend_pid != first
     finally:
         wrapper.close_pool()
+
+
+def test_a_connection_whose_socket_number_is_past_1024_is_checked_too() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.fail(f"this process may open only {hard} files: the test needs 1100")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+    try:
+        with connect() as conn:
+            high = os.dup2(conn.pgconn.socket, 1050)  # the same socket under a number past 1024
+            try:
+                assert _readable(high) is False
+                terminate(conn.info.backend_pid)
+                deadline = time.monotonic() + 5
+                while not _readable(high) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert _readable(high) is True
+            finally:
+                os.close(high)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
