@@ -52,13 +52,11 @@ class TokenCache:
             while len(self._entries) > MAX_ENTRIES:
                 self._entries.popitem(last=False)
 
-    def forget(self, *, key: str | None = None, user_pk: Any = None) -> None:
+    def forget(self, user_pk: Any) -> None:
+        """Drop every entry of this user (a user has one token: its entry is among them)."""
         with self._lock:
-            if key is not None:
-                self._entries.pop(key, None)
-            if user_pk is not None:
-                for stale in [k for k, (user, _, _) in self._entries.items() if user.pk == user_pk]:
-                    del self._entries[stale]
+            for stale in [k for k, (user, _, _) in self._entries.items() if user.pk == user_pk]:
+                del self._entries[stale]
 
     def clear(self) -> None:
         with self._lock:
@@ -82,11 +80,11 @@ class CachedTokenAuthentication(TokenAuthentication):
 
 
 def _token_changed(sender: Any, instance: Token, **kwargs: Any) -> None:
-    cache.forget(key=instance.key, user_pk=instance.user_id)
+    cache.forget(instance.user_id)
 
 
 def _user_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
-    cache.forget(user_pk=instance.pk)
+    cache.forget(instance.pk)
 
 
 def connect_signals() -> None:
