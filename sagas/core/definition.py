@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+MAX_DEADLINE_GROWTH = 4.0  # the longest wait for a reply, in deadlines
+
 
 class StepKind(StrEnum):
     """Richardson's step kinds."""
@@ -48,10 +50,17 @@ class Step:
     kind: StepKind = StepKind.COMPENSATABLE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     compensation_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=8))
-    deadline: float = 20.0  # seconds to wait for a reply before re-sending the same command
+    deadline: float = 20.0  # seconds to wait for a reply to a first send before sending again
     # The keys of the saga's data its commands carry (None: all of it). A command is a queue row
     # written, claimed and deleted, so a step that needs the order id need not carry the order.
     payload: tuple[str, ...] | None = None
+
+    def deadline_of(self, send: int) -> float:
+        """Seconds to wait for a reply to the `send`th send of a round (1-based): the deadline,
+        doubled at each re-send up to `MAX_DEADLINE_GROWTH` times it. A queue that runs a
+        deadline behind then gets a copy of its commands now and then, not at every deadline,
+        which would put it further behind."""
+        return self.deadline * min(2.0 ** (send - 1), MAX_DEADLINE_GROWTH)
 
     @property
     def queue(self) -> str:

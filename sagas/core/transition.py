@@ -6,8 +6,9 @@ data. The rules it enforces (docs/architecture.md §4):
 - a step runs when every step it depends on has succeeded; independent steps run together;
 - a reply is matched by (step, action|compensation), not by attempt, since every attempt carries
   the same idempotency key; only a *fault* is tied to its attempt, so a stale fault is ignored;
-- no reply before the deadline is not a failure: the same command is sent again, and only when
-  the step's attempts are exhausted does the saga turn back (`service_unavailable`);
+- no reply before the deadline is not a failure: the same command is sent again, each time
+  waiting twice as long (up to four deadlines), and only when the step's attempts are exhausted
+  does the saga turn back (`service_unavailable`);
 - turning back compensates every step that was sent and not refused, in-flight ones included
   (the service tombstones a compensation that beats its action), children before parents;
 - once the pivot has succeeded the saga only goes forward; a retriable step that runs out of
@@ -340,7 +341,7 @@ class _Decider:
             st.attempts += 1
             attempt, command = st.attempts, step.action
             st.status = StepStatus.RUNNING
-        st.due = self.now + step.deadline
+        st.due = self.now + step.deadline_of(st.budget_used)
         self.decision.sends.append(Send(step.name, command, compensation, attempt))
         self._log(
             EventKind.COMPENSATION_SENT if compensation else EventKind.STEP_SENT, step.name, attempt

@@ -59,7 +59,7 @@ from payments.exceptions import ProcessorUnavailable
 from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
 from payments.services import TEST_CARDS, tokenize_card
 from sagas import participant, registry, store, transport
-from sagas.core.definition import RetryPolicy, SagaDefinition, StepKind
+from sagas.core.definition import MAX_DEADLINE_GROWTH, RetryPolicy, SagaDefinition, StepKind
 from sagas.core.state import SagaStatus, StepStatus
 from sagas.exceptions import SagaActionRejected
 from sagas.messages import Command, Outcome, Reply
@@ -664,7 +664,7 @@ class SagaSystem(RuleBasedStateMachine):
         step's attempts (and show a send beyond them)."""
         for _ in range(deadlines):
             OrmQ.objects.filter(key=queue).delete()
-            advance_clock(registry.latest(ORDER_SAGA).steps[0].deadline + 1)
+            advance_clock(MAX_DEADLINE_GROWTH * registry.latest(ORDER_SAGA).steps[0].deadline + 1)
             claimed = store.claim("worker-1", CLAIM_ALL, LEASE_SECONDS)
             assert store.process("worker-1", claimed) == len(claimed)
 

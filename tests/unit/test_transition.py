@@ -199,16 +199,50 @@ def test_retries_exhausted_fail_the_saga_with_service_unavailable_and_compensate
     assert run.state.status is SagaStatus.FAILED
 
 
-def test_no_reply_before_the_deadline_resends_the_same_command_then_gives_up() -> None:
+def test_no_reply_before_the_deadline_resends_the_same_command_waiting_longer_then_gives_up() -> (
+    None
+):
     run = Run().started()
     start = run.now
     assert sends(run.feed(Tick(), at=start + DEADLINE - 1)) == []
     resent = sends(run.feed(Tick(), at=start + DEADLINE))
     assert resent == [(n, False, 2) for n in FIRST]
-    run.feed(Tick(), at=start + 2 * DEADLINE)
-    decision = run.feed(Tick(), at=start + 3 * DEADLINE)
+    # The second send waits two deadlines: a queue running behind is not sent a copy each time.
+    assert sends(run.feed(Tick(), at=start + 3 * DEADLINE - 1)) == []
+    assert sends(run.feed(Tick(), at=start + 3 * DEADLINE)) == [(n, False, 3) for n in FIRST]
+    assert sends(run.feed(Tick(), at=start + 7 * DEADLINE - 1)) == []
+    decision = run.feed(Tick(), at=start + 7 * DEADLINE)
     assert run.state.reason_code == "service_unavailable"
     assert sorted(sends(decision)) == sorted((n, True, 1) for n in FIRST)
+
+
+def test_the_wait_for_a_reply_doubles_at_each_send_up_to_four_deadlines() -> None:
+    step = DEF.step("charge_payment")
+    assert [step.deadline_of(send) for send in range(1, 6)] == [
+        DEADLINE,
+        2 * DEADLINE,
+        4 * DEADLINE,
+        4 * DEADLINE,
+        4 * DEADLINE,
+    ]
+
+
+def test_a_retry_after_a_fault_waits_for_its_reply_as_a_second_send_does() -> None:
+    run = Run().started()
+    run.fault("charge_payment", 1)
+    run.feed(Tick(), at=run.state.steps["charge_payment"].due)
+    assert run.state.steps["charge_payment"].due == run.now + 2 * DEADLINE
+
+
+def test_an_operator_resume_starts_the_waits_again_from_one_deadline() -> None:
+    run = Run().at_pivot()
+    run.ok("schedule_shipment")
+    for attempt in (1, 2, 3):
+        run.fault("approve_order", attempt)
+        run.feed(Tick(), at=run.state.steps["approve_order"].due or run.now)
+    assert run.state.status is SagaStatus.STUCK
+    assert sends(run.feed(Resume())) == [("approve_order", False, 4)]
+    assert run.state.steps["approve_order"].due == run.now + DEADLINE
 
 
 def test_a_stale_fault_from_an_earlier_attempt_is_ignored() -> None:

@@ -60,8 +60,8 @@ def test_a_step_out_of_attempts_is_logged_exhausted_and_shows_service_unavailabl
     run = Run().started()
     start = run.now
     for n in (1, 2):
-        run.feed(Tick(), at=start + n * DEADLINE)
-    decision = run.feed(Tick(), at=start + 3 * DEADLINE)
+        run.feed(Tick(), at=start + (2**n - 1) * DEADLINE)  # each wait twice the last
+    decision = run.feed(Tick(), at=start + 7 * DEADLINE)
     assert [e for e in decision.log if e.kind == EventKind.STEP_EXHAUSTED] == [
         LogEvent(EventKind.STEP_EXHAUSTED, "create_order", 3)
     ]
@@ -219,7 +219,8 @@ def test_a_compensation_with_no_reply_is_resent_at_its_deadline_then_parks_the_s
     assert sorted(sends(run.feed(Tick(), at=start + DEADLINE))) == [
         (name, True, 2) for name in sorted(FIRST)
     ]
-    decision = run.feed(Tick(), at=start + 2 * DEADLINE)
+    assert sends(run.feed(Tick(), at=start + 3 * DEADLINE - 1)) == []
+    decision = run.feed(Tick(), at=start + 3 * DEADLINE)
     assert sends(decision) == []
     assert [e for e in decision.log if e.kind == EventKind.STEP_STALLED] == [
         LogEvent(EventKind.STEP_STALLED, name, 2) for name in FIRST
