@@ -29,15 +29,30 @@ TASK = "sagas.transport.execute"
 MAX_NOTIFY_PAYLOAD = 8000  # bytes, PostgreSQL's limit (the text here is ASCII)
 
 
+# A task is delivered, executed and redelivered whole: a worker that dies or times out in one
+# command takes the others of its task down with it, and their redelivery runs them all again.
+# So a decision of many sagas (a saga worker's batch of timers) sends each queue several small
+# tasks rather than one large one; `Q_TIMEOUT` must cover this many commands of a service.
+COMMANDS_PER_TASK = 4
+
+
 def enqueue(commands: Iterable[Command]) -> None:
-    """Queue `commands`, one django-q2 task per service queue, in the caller's transaction on
-    the broker's database; each queue written to is NOTIFYed when it commits."""
+    """Queue `commands`, django-q2 tasks of up to `COMMANDS_PER_TASK` for each service queue,
+    in the caller's transaction on the broker's database; each queue written to is NOTIFYed
+    when it commits."""
     by_queue: dict[str, list[dict]] = defaultdict(list)
     for command in commands:
         by_queue[command.queue].append(command.to_dict())
     now = timezone.now()
-    queues = sorted(by_queue)
-    payloads = [SignedPackage.dumps(_task(queue, by_queue[queue], now)) for queue in queues]
+    queues, batches = [], []
+    for queue in sorted(by_queue):
+        for start in range(0, len(by_queue[queue]), COMMANDS_PER_TASK):
+            queues.append(queue)
+            batches.append(by_queue[queue][start : start + COMMANDS_PER_TASK])
+    payloads = [
+        SignedPackage.dumps(_task(queue, batch, now))
+        for queue, batch in zip(queues, batches, strict=True)
+    ]
     hears = connections[Conf.ORM].vendor == "postgresql" and notifications_arrive()
     carried = [hears and fits(payload) for payload in payloads]
     # A task its notification carries is written as claimed for `retry`, from now: the pusher
@@ -56,25 +71,27 @@ def enqueue(commands: Iterable[Command]) -> None:
             INSERT_AND_NOTIFY,
             [
                 queues,
-                [task.payload for task in tasks],
+                payloads,
                 [task.lock for task in tasks],
-                queues,
+                payloads,
                 [channel(queue) for queue in queues],
                 carried,
             ],
         )
 
 
-# The tasks (one per queue), and a notification on each one's queue carrying `<id> <payload>`,
-# or nothing (a bare wake-up) for a task too large to carry: one statement, one round trip.
+# The tasks, and a notification on each one's queue carrying `<id> <payload>`, or nothing (a
+# bare wake-up) for a task too large to carry: one statement, one round trip. A task is matched
+# to its notification by its payload, which is unique (it holds the task's own uuid).
 INSERT_AND_NOTIFY = f"""
 WITH task AS (
     INSERT INTO {OrmQ._meta.db_table} (key, payload, lock)
     SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])
-    RETURNING id, key, payload
+    RETURNING id, payload
 )
 SELECT pg_notify(n.channel, CASE WHEN n.carried THEN task.id || ' ' || task.payload ELSE '' END)
-FROM task JOIN unnest(%s::text[], %s::text[], %s::boolean[]) AS n(key, channel, carried) USING (key)
+FROM task
+JOIN unnest(%s::text[], %s::text[], %s::boolean[]) AS n(payload, channel, carried) USING (payload)
 """
 
 

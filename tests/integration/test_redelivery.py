@@ -198,6 +198,40 @@ def test_each_queue_is_notified_with_its_task_and_the_tasks_row_id() -> None:
     assert heard == {key: [f"{pk} {payload}"] for pk, key, payload in queued}
 
 
+def test_many_commands_for_a_queue_go_as_small_tasks_each_notified_with_its_own_row() -> None:
+    # A saga worker deciding many sagas at once: a task is redelivered whole, so it stays small.
+    def command(name: str) -> Command:
+        return Command(name, str(uuid.uuid4()), "charge_payment", False, 1, {})
+
+    sent = [command("payments.charge") for _ in range(outbox.COMMANDS_PER_TASK * 2 + 1)]
+    sent.append(command("orders.create"))
+    listeners = listening("payments", "orders")
+    try:
+        with transaction.atomic():
+            outbox.enqueue(sent)
+        heard = {queue: listener.wait(5) for queue, listener in listeners.items()}
+        heard["payments"] += listeners["payments"].wait(0.5)  # the rest, if any came apart
+    finally:
+        for listener in listeners.values():
+            listener.close()
+
+    queued = list(OrmQ.objects.order_by("id"))
+    batches = {task.pk: [c["saga_id"] for c in task.task["args"][0]] for task in queued}
+    assert [(task.key, len(batches[task.pk])) for task in queued] == [
+        ("orders", 1),
+        ("payments", outbox.COMMANDS_PER_TASK),
+        ("payments", outbox.COMMANDS_PER_TASK),
+        ("payments", 1),
+    ]
+    assert [saga for task in queued for saga in batches[task.pk]] == [
+        c.saga_id for c in sent[-1:] + sent[:-1]
+    ]
+    assert {queue: sorted(notes) for queue, notes in heard.items()} == {
+        queue: sorted(f"{task.pk} {task.payload}" for task in queued if task.key == queue)
+        for queue in ("payments", "orders")
+    }
+
+
 def test_a_task_too_large_to_carry_is_notified_bare_and_queued_claimable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
