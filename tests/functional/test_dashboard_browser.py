@@ -41,8 +41,15 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     require_browser()
     tmp = tmp_path_factory.mktemp("dashboard")
     # Every refund fails: a payment that ran out of attempts cannot be undone, so its saga parks
-    # as stuck after three tries.
-    faults = {"SAGA_FAULTS": "payments.refund:error:1", "SAGA_COMPENSATION_MAX_ATTEMPTS": "3"}
+    # as stuck after three tries. Backoffs of 1 and 2 s keep a resumed saga compensating for
+    # about 3 s, many of the dashboard's reads (each shows a saga as it is then): with the
+    # harness's 0.05 s its new round could start and end between two reads, unseen.
+    faults = {
+        "SAGA_FAULTS": "payments.refund:error:1",
+        "SAGA_COMPENSATION_MAX_ATTEMPTS": "3",
+        "SAGA_RETRY_INITIAL_SECONDS": "1",
+        "SAGA_RETRY_MAX_SECONDS": "2",
+    }
     with postgres_database() as databases, running_system(tmp, databases, **faults) as running:
         yield running
 
