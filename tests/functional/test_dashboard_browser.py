@@ -25,7 +25,7 @@ pytestmark = pytest.mark.processes
 
 ARTIFACTS = Path(settings.BASE_DIR) / "var" / "artifacts"
 README_IMAGE = Path(settings.BASE_DIR) / "docs" / "img" / "dashboard.png"
-WAIT = 120  # generous: the stuck sagas exhaust their compensation backoff (about 30 s) first
+WAIT = 120  # generous: a saga runs out of charges, then of refunds (backoffs of 1-2 s), first
 
 
 def require_browser() -> None:
