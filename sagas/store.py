@@ -6,6 +6,7 @@ operator's decision takes them over (`take_over`)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import uuid
@@ -141,23 +142,29 @@ def _save(sagas: list[Saga]) -> None:
     if connection.vendor != "postgresql":
         Saga.objects.bulk_update(sagas, SAVED_FIELDS)
         return
-    fields = [field for field in Saga._meta.concrete_fields if field.name in SAVED_FIELDS]
-    columns = [connection.ops.quote_name(field.get_attname_column()[1] or "") for field in fields]
-    row = "(%s::uuid, " + ", ".join(f"%s::{field.db_type(connection)}" for field in fields) + ")"
+    fields, sql = _update(len(sagas))
     params: list[Any] = []
     for saga in sagas:
         params.append(saga.id)
         params += [
             field.get_db_prep_save(getattr(saga, field.attname), connection) for field in fields
         ]
-    sql = (
-        f"UPDATE {Saga._meta.db_table} AS s SET "
-        + ", ".join(f"{column} = v.{column}" for column in columns)
-        + f" FROM (VALUES {', '.join([row] * len(sagas))}) AS v(id, {', '.join(columns)})"
-        + " WHERE s.id = v.id"
-    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+@functools.cache
+def _update(count: int) -> tuple[list[Any], str]:
+    """The fields `_save` writes and its statement for `count` sagas (PostgreSQL)."""
+    fields = [field for field in Saga._meta.concrete_fields if field.name in SAVED_FIELDS]
+    columns = [f'"{field.column}"' for field in fields]
+    row = "(%s::uuid, " + ", ".join(f"%s::{field.db_type(connection)}" for field in fields) + ")"
+    return fields, (
+        f"UPDATE {Saga._meta.db_table} AS s SET "
+        + ", ".join(f"{column} = v.{column}" for column in columns)
+        + f" FROM (VALUES {', '.join([row] * count)}) AS v(id, {', '.join(columns)})"
+        + " WHERE s.id = v.id"
+    )
 
 
 def claim(worker: str, limit: int, lease_seconds: float) -> dict[uuid.UUID, int]:
@@ -298,17 +305,30 @@ def _settle(
     _decide(free, arriving, timezone.now(), only_with_inbox)
 
 
-LOCK = """
-SELECT *, coalesce(lease_until > now(), false) AS leased FROM sagas_saga
-WHERE id = ANY(%s::uuid[]) ORDER BY id FOR NO KEY UPDATE"""
+# Each saga row with `leased` (a worker's lease on it is live, by the database clock) and
+# whether replies wait in its inbox (see `_locked`).
+LOCK = f"""
+SELECT {bulk.columns(Saga, "s")}, coalesce(s.lease_until > now(), false),
+    EXISTS (SELECT FROM sagas_sagareply r WHERE r.saga_id = s.id)
+FROM sagas_saga s WHERE s.id = ANY(%s::uuid[]) ORDER BY s.id FOR NO KEY UPDATE"""
 
 
 def _locked(saga_ids: list[str], skip_locked: bool = False) -> list[Any]:
     """Lock these sagas' rows in id order (the workers' order), passing over locked ones with
     `skip_locked`; each saga has `leased`: whether a worker's lease on it is live, by the
-    database clock. Missing sagas are left out."""
+    database clock. Missing sagas are left out.
+
+    With `skip_locked` on PostgreSQL, each saga also has `has_inbox`, so that `_decide` reads
+    no inbox for the many that have none. It is read in the statement's snapshot: a row whose
+    lock was waited for may have had replies put in its inbox by the transaction waited for,
+    which that snapshot does not show, so a wait leaves the inbox to be read."""
     if connection.vendor == "postgresql":  # the same query, without the compiler's cost
-        return list(Saga.objects.raw(LOCK + (" SKIP LOCKED" if skip_locked else ""), [saga_ids]))
+        sql = LOCK + (" SKIP LOCKED" if skip_locked else "")
+        rows = bulk.select(Saga, sql, [saga_ids], extra=("leased", "has_inbox"))
+        if not skip_locked:
+            for saga in rows:
+                saga.has_inbox = True
+        return rows
     return list(
         Saga.objects.select_for_update(no_key=True, skip_locked=skip_locked)
         .annotate(leased=ExpressionWrapper(Q(lease_until__gt=Now()), output_field=BooleanField()))
@@ -327,7 +347,7 @@ def _decide(
     write the decisions; the consumed inbox rows are deleted. Call holding the sagas' row locks,
     inside the transaction. A saga that cannot be processed is parked, its replies kept."""
     inbox: dict[uuid.UUID, list[SagaReply]] = defaultdict(list)
-    for reply in _inbox([saga.id for saga in sagas]):
+    for reply in _inbox([saga.id for saga in sagas if getattr(saga, "has_inbox", True)]):
         inbox[reply.saga_id].append(reply)
     if only_with_inbox:
         sagas = [saga for saga in sagas if inbox[saga.id]]
@@ -371,7 +391,8 @@ def _decide(
             )
 
 
-INBOX = "SELECT * FROM sagas_sagareply WHERE saga_id = ANY(%s::uuid[]) ORDER BY id"
+INBOX = f"""SELECT {bulk.columns(SagaReply, "r")} FROM sagas_sagareply r
+WHERE r.saga_id = ANY(%s::uuid[]) ORDER BY r.id"""
 
 
 def _inbox(saga_ids: list[uuid.UUID]) -> list[SagaReply]:
@@ -379,7 +400,7 @@ def _inbox(saga_ids: list[uuid.UUID]) -> list[SagaReply]:
     if not saga_ids:
         return []
     if connection.vendor == "postgresql":
-        return list(SagaReply.objects.raw(INBOX, [saga_ids]))
+        return bulk.select(SagaReply, INBOX, [saga_ids])
     return list(SagaReply.objects.filter(saga_id__in=saga_ids).order_by("id"))
 
 

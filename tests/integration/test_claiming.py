@@ -304,6 +304,59 @@ def test_a_batch_decides_the_free_saga_at_once_and_the_locked_one_after_its_lock
     assert not SagaReply.objects.filter(saga_id__in=[free_id, held_id]).exists()
 
 
+def test_a_landing_that_waited_for_the_row_decides_what_the_holder_put_in_the_inbox() -> None:
+    # The holder (a landing that found the saga leased) puts a reply in the inbox and commits
+    # while a second landing waits for the row: the waiter's lock statement began before that
+    # commit, so its snapshot does not show the reply; it must read the inbox all the same,
+    # once the lock is its own, or the reply would wait for the saga's next timer.
+    [saga_id] = due_sagas(1)
+    Saga.objects.filter(id=saga_id).update(due_at=None)
+    holding, release, delivered = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                Saga.objects.select_for_update(no_key=True).get(id=saga_id)
+                holding.set()
+                release.wait(10)
+                in_the_inbox([reply_for(saga_id, "create_order")])
+        finally:
+            connection.close()
+
+    def deliver() -> None:
+        try:
+            transport.deliver([reply_for(saga_id, "reserve_stock")])
+            delivered.set()
+        finally:
+            connection.close()
+
+    holder, deliverer = threading.Thread(target=hold), threading.Thread(target=deliver)
+    holder.start()
+    assert holding.wait(10)
+    deliverer.start()
+    waiting = timezone.now() + timedelta(seconds=10)
+    while not _waits_for_a_lock() and timezone.now() < waiting:
+        threading.Event().wait(0.02)
+    assert _waits_for_a_lock() and not delivered.is_set()
+    release.set()
+    holder.join(10)
+    deliverer.join(10)
+
+    assert delivered.is_set()
+    steps = Saga.objects.get(id=saga_id).state["steps"]
+    assert [steps[s]["status"] for s in ("create_order", "reserve_stock")] == ["succeeded"] * 2
+    assert not SagaReply.objects.filter(saga_id=saga_id).exists()
+
+
+def _waits_for_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(cursor.fetchone()[0])
+
+
 def test_a_worker_sleeps_until_the_earliest_timer_of_any_saga_and_not_at_all_when_one_is_due() -> (
     None
 ):
