@@ -1,11 +1,17 @@
-"""Many rows in one INSERT, for the hot path: `bulk_create`'s RETURNING, checks and batching cost
-more than the insert itself there. Each value is prepared by its field, as the ORM writes it."""
+"""The hot path's SQL without the ORM's cost per call: many rows in one INSERT (`bulk_create`'s
+RETURNING, checks and batching cost more than the insert itself there), several writes in one
+statement, and model instances read from a SELECT without `raw()`'s matching of columns to
+fields. Each value is prepared by its field, as the ORM writes and reads it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import connections
+
+# One write of a statement that makes several (`together`): a name, a data-modifying query
+# (INSERT, UPDATE or DELETE, with RETURNING where a later part reads it) and its parameters.
+Write = tuple[str, str, list[Any]]
 
 
 def insert(
@@ -16,8 +22,16 @@ def insert(
 ) -> None:
     """Insert `objs` (instances of `model`, their `names` fields) in one statement on `using`.
     The instances' own ids are left unset."""
-    if not objs:
-        return
+    if objs:
+        sql, params = insert_statement(model, names, objs, using)
+        with connections[using].cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def insert_statement(
+    model: type[Any], names: list[str], objs: list[Any], using: str = "default"
+) -> tuple[str, list[Any]]:
+    """The INSERT of `insert`, and its parameters."""
     connection = connections[using]
     fields = [model._meta.get_field(name) for name in names]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
@@ -27,12 +41,27 @@ def insert(
         for obj in objs
         for field in fields
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {model._meta.db_table} ({columns}) VALUES "
-            + ", ".join([row] * len(objs)),
-            params,
-        )
+    return (
+        f"INSERT INTO {model._meta.db_table} ({columns}) VALUES " + ", ".join([row] * len(objs)),
+        params,
+    )
+
+
+def together(
+    writes: list[Write], last: tuple[str, list[Any]] | None = None, using: str = "default"
+) -> None:
+    """Make `writes` in one statement, one round trip (PostgreSQL): each a query of a WITH,
+    then `last`, a query that may read what they return (none: a bare SELECT). PostgreSQL runs
+    every data-modifying query of a WITH once, to completion, whether read or not; they share
+    one snapshot, so none may depend on another's rows."""
+    if not writes and last is None:
+        return
+    sql, params = last or ("SELECT", [])
+    if writes:
+        sql = "WITH " + ", ".join(f"{name} AS ({query})" for name, query, _ in writes) + " " + sql
+        params = [param for _, _, values in writes for param in values] + params
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def columns(model: type[Any], alias: str) -> str:

@@ -4,7 +4,8 @@ transaction that decided them.
 The broker table lives in the saga database, so a decision and its messages commit or roll back
 together; the queues are NOTIFYed on that commit, each notification carrying its task (sagas.broker
 listens). The task rows are the ones `django_q.tasks.async_task` writes, inserted with their
-notifications in one statement for all queues of a decision.
+notifications in one statement for all queues of a decision, which on PostgreSQL also writes
+the decision itself (sagas.store.record).
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ MAX_NOTIFY_PAYLOAD = 8000  # bytes, PostgreSQL's limit (the text here is ASCII)
 COMMANDS_PER_TASK = 4
 
 
-def enqueue(commands: Iterable[Command]) -> None:
+def enqueue(commands: Iterable[Command], along: list[bulk.Write] | None = None) -> None:
     """Queue `commands`, django-q2 tasks of up to `COMMANDS_PER_TASK` for each service queue,
     in the caller's transaction on the broker's database; each queue written to is NOTIFYed
-    when it commits."""
+    when it commits. `along`: other writes to make in the same statement (PostgreSQL, on the
+    broker's database)."""
     by_queue: dict[str, list[dict]] = defaultdict(list)
     for command in commands:
         by_queue[command.queue].append(command.to_dict())
@@ -53,42 +55,36 @@ def enqueue(commands: Iterable[Command]) -> None:
         SignedPackage.dumps(_task(queue, batch, now))
         for queue, batch in zip(queues, batches, strict=True)
     ]
-    hears = connections[Conf.ORM].vendor == "postgresql" and notifications_arrive()
+    on_postgresql = connections[Conf.ORM].vendor == "postgresql"
+    hears = on_postgresql and notifications_arrive()
     carried = [hears and fits(payload) for payload in payloads]
     # A task its notification carries is written as claimed for `retry`, from now: the pusher
     # that receives it hands it on without claiming, and only if its worker never takes the row
     # (it died) does a claim find it again, once `retry` has passed.
     claimed = now + timedelta(seconds=Conf.RETRY)
-    tasks = [
-        OrmQ(key=queue, payload=payload, lock=claimed if carry else now)
-        for queue, payload, carry in zip(queues, payloads, carried, strict=True)
-    ]
-    if not hears:  # the pushers claim every task
+    locks = [claimed if carry else now for carry in carried]
+    if not on_postgresql:
+        assert not along, "several writes in one statement need PostgreSQL"
+        tasks = [
+            OrmQ(key=queue, payload=payload, lock=lock)
+            for queue, payload, lock in zip(queues, payloads, locks, strict=True)
+        ]
         bulk.insert(OrmQ, ["key", "payload", "lock"], tasks, using=Conf.ORM)
         return
-    with connections[Conf.ORM].cursor() as cursor:
-        cursor.execute(
-            INSERT_AND_NOTIFY,
-            [
-                queues,
-                payloads,
-                [task.lock for task in tasks],
-                payloads,
-                [channel(queue) for queue in queues],
-                carried,
-            ],
-        )
+    writes = list(along or [])
+    if payloads:
+        writes.append(("task", INSERT, [queues, payloads, locks]))
+    notified = (NOTIFY, [payloads, [channel(queue) for queue in queues], carried])
+    bulk.together(writes, notified if hears and payloads else None, using=Conf.ORM)
 
 
 # The tasks, and a notification on each one's queue carrying `<id> <payload>`, or nothing (a
 # bare wake-up) for a task too large to carry: one statement, one round trip. A task is matched
 # to its notification by its payload, which is unique (it holds the task's own uuid).
-INSERT_AND_NOTIFY = f"""
-WITH task AS (
-    INSERT INTO {OrmQ._meta.db_table} (key, payload, lock)
+INSERT = f"""INSERT INTO {OrmQ._meta.db_table} (key, payload, lock)
     SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])
-    RETURNING id, payload
-)
+    RETURNING id, payload"""
+NOTIFY = """
 SELECT pg_notify(n.channel, CASE WHEN n.carried THEN task.id || ' ' || task.payload ELSE '' END)
 FROM task
 JOIN unnest(%s::text[], %s::text[], %s::boolean[]) AS n(payload, channel, carried) USING (payload)

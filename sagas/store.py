@@ -122,26 +122,30 @@ def _observe(saga: Saga, before: SagaStatus, after: SagaStatus, events: list[Sag
 
 def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) -> None:
     """Write decisions: saga rows, their events and their commands (the outbox), in the caller's
-    transaction; the queues of the commands are NOTIFYed on its commit. The event log is not:
-    the dashboards poll it while they have clients (sagas.dashboard.tailer), and a NOTIFY would
-    cost every listening session of the database a transaction, and every commit that sends one
-    a turn at PostgreSQL's one notification lock."""
-    _save(sagas)
-    bulk.insert(SagaEvent, EVENT_FIELDS, events)
-    outbox.enqueue(commands)
+    transaction, on PostgreSQL as one statement; the queues of the commands are NOTIFYed on its
+    commit. The event log is not: the dashboards poll it while they have clients
+    (sagas.dashboard.tailer), and a NOTIFY would cost every listening session of the database a
+    transaction, and every commit that sends one a turn at PostgreSQL's one notification lock."""
+    if connection.vendor != "postgresql":
+        if sagas:
+            Saga.objects.bulk_update(sagas, SAVED_FIELDS)
+        bulk.insert(SagaEvent, EVENT_FIELDS, events)
+        outbox.enqueue(commands)
+        return
+    writes: list[bulk.Write] = []
+    if sagas:
+        writes.append(("saga", *_update_statement(sagas)))
+    if events:
+        writes.append(("event", *bulk.insert_statement(SagaEvent, EVENT_FIELDS, events)))
+    outbox.enqueue(commands, along=writes)
 
 
 EVENT_FIELDS = ["saga", "at", "kind", "step", "attempt", "detail"]
 
 
-def _save(sagas: list[Saga]) -> None:
-    """Write the decided fields of `sagas`: on PostgreSQL one `UPDATE ... FROM (VALUES ...)`
-    (`bulk_update`'s CASE per column costs the workers more than the decision itself)."""
-    if not sagas:
-        return
-    if connection.vendor != "postgresql":
-        Saga.objects.bulk_update(sagas, SAVED_FIELDS)
-        return
+def _update_statement(sagas: list[Saga]) -> tuple[str, list[Any]]:
+    """The decided fields of `sagas` written by one `UPDATE ... FROM (VALUES ...)` (PostgreSQL;
+    `bulk_update`'s CASE per column costs the workers more than the decision itself)."""
     fields, sql = _update(len(sagas))
     params: list[Any] = []
     for saga in sagas:
@@ -149,8 +153,7 @@ def _save(sagas: list[Saga]) -> None:
         params += [
             field.get_db_prep_save(getattr(saga, field.attname), connection) for field in fields
         ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params
 
 
 @functools.cache

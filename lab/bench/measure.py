@@ -59,14 +59,16 @@ def measure(
         )
         time.sleep(meters.STATS_IDLE_FLUSH_SECONDS)
 
+    # The backend that answers the driver's polls is the driver's cost, not the system's.
+    poller = meters.own_backend()
     roles: dict[str, meters.Pids] = {
         "web": _tree(system, lambda name: name == "web"),
         "saga_workers": _tree(system, lambda name: name.startswith("saga_worker.")),
         "service_workers": _tree(system, lambda name: name.startswith("q_")),
-        "driver": lambda: [os.getpid()],
+        "driver": lambda: [os.getpid()] + ([poller] if poller else []),
     }
     if on_postgresql:
-        roles["postgres"] = meters.postgres_pids
+        roles["postgres"] = lambda: [pid for pid in meters.postgres_pids() if pid != poller]
     meter = meters.PhaseMeters(roles)
     bodies = order_bodies(spec, skus)
     with meter.phase():

@@ -50,6 +50,15 @@ def postgres_pids() -> list[int]:
     return found
 
 
+def own_backend() -> int | None:
+    """The pid of the PostgreSQL backend serving this process's main connection (the poller's)."""
+    if not on_postgresql():
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
 def cpu_available() -> bool:
     return (PROC / "self" / "stat").exists()
 

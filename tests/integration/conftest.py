@@ -16,10 +16,10 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[Command]:
     seen: list[Command] = []
     enqueue = outbox.enqueue
 
-    def watched(commands: Any) -> None:
+    def watched(commands: Any, **kwargs: Any) -> None:
         commands = list(commands)
         seen.extend(commands)
-        enqueue(commands)
+        enqueue(commands, **kwargs)
 
     monkeypatch.setattr(outbox, "enqueue", watched)
     return seen
