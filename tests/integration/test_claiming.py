@@ -58,6 +58,23 @@ def in_threads(*calls: Callable[[], Any]) -> list[Any]:
     return results
 
 
+def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, threading.Event]:
+    """Start `call` in a thread of its own (its own connection); the event is set once it has
+    returned."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            call()
+            done.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done
+
+
 def reply_for(saga_id: uuid.UUID, step: str = "create_order") -> Reply:
     return Reply(str(saga_id), step, False, 1, Outcome.OK)
 
@@ -262,30 +279,21 @@ def test_a_saga_the_engine_cannot_process_is_parked_stuck_and_a_retry_puts_it_ba
 def test_a_batch_decides_the_free_saga_at_once_and_the_locked_one_after_its_lock() -> None:
     free_id, held_id = due_sagas(2)
     Saga.objects.filter(id__in=[free_id, held_id]).update(due_at=None)
-    holding, release, delivered = threading.Event(), threading.Event(), threading.Event()
+    holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:  # a worker deciding `held_id` right now
-        try:
-            with transaction.atomic():
-                Saga.objects.select_for_update(no_key=True).get(id=held_id)
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            Saga.objects.select_for_update(no_key=True).get(id=held_id)
+            holding.set()
+            release.wait(10)
 
-    def deliver() -> None:
-        try:
-            transport.deliver(
-                [reply_for(free_id, "reserve_stock"), reply_for(held_id, "reserve_stock")]
-            )
-            delivered.set()
-        finally:
-            connection.close()
-
-    holder, deliverer = threading.Thread(target=hold), threading.Thread(target=deliver)
-    holder.start()
+    holder, _ = in_background(hold)
     assert holding.wait(10)
-    deliverer.start()
+    deliverer, delivered = in_background(
+        lambda: transport.deliver(
+            [reply_for(free_id, "reserve_stock"), reply_for(held_id, "reserve_stock")]
+        )
+    )
 
     def step(saga_id: uuid.UUID) -> str:
         return str(Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"])
@@ -311,29 +319,20 @@ def test_a_landing_that_waited_for_the_row_decides_what_the_holder_put_in_the_in
     # once the lock is its own, or the reply would wait for the saga's next timer.
     [saga_id] = due_sagas(1)
     Saga.objects.filter(id=saga_id).update(due_at=None)
-    holding, release, delivered = threading.Event(), threading.Event(), threading.Event()
+    holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        try:
-            with transaction.atomic():
-                Saga.objects.select_for_update(no_key=True).get(id=saga_id)
-                holding.set()
-                release.wait(10)
-                in_the_inbox([reply_for(saga_id, "create_order")])
-        finally:
-            connection.close()
+        with transaction.atomic():
+            Saga.objects.select_for_update(no_key=True).get(id=saga_id)
+            holding.set()
+            release.wait(10)
+            in_the_inbox([reply_for(saga_id, "create_order")])
 
-    def deliver() -> None:
-        try:
-            transport.deliver([reply_for(saga_id, "reserve_stock")])
-            delivered.set()
-        finally:
-            connection.close()
-
-    holder, deliverer = threading.Thread(target=hold), threading.Thread(target=deliver)
-    holder.start()
+    holder, _ = in_background(hold)
     assert holding.wait(10)
-    deliverer.start()
+    deliverer, delivered = in_background(
+        lambda: transport.deliver([reply_for(saga_id, "reserve_stock")])
+    )
     waiting = timezone.now() + timedelta(seconds=10)
     while not _waits_for_a_lock() and timezone.now() < waiting:
         threading.Event().wait(0.02)
