@@ -45,8 +45,7 @@ def start_saga(
     # fails the whole of it.
     with transaction.atomic(savepoint=False):
         commands, events, _ = store.apply(saga, [Start()], now)
-        saga.save(force_insert=True)
-        store.record([], commands, events)
+        store.record([], commands, events, started=[saga])
     metrics.SAGAS_STARTED.labels(saga_type).inc()
     return saga
 

@@ -120,24 +120,38 @@ def _observe(saga: Saga, before: SagaStatus, after: SagaStatus, events: list[Sag
             )
 
 
-def record(sagas: list[Saga], commands: list[Command], events: list[SagaEvent]) -> None:
-    """Write decisions: saga rows, their events and their commands (the outbox), in the caller's
-    transaction, on PostgreSQL as one statement; the queues of the commands are NOTIFYed on its
-    commit. The event log is not: the dashboards poll it while they have clients
-    (sagas.dashboard.tailer), and a NOTIFY would cost every listening session of the database a
-    transaction, and every commit that sends one a turn at PostgreSQL's one notification lock."""
+def record(
+    sagas: list[Saga],
+    commands: list[Command],
+    events: list[SagaEvent],
+    started: list[Saga] | None = None,
+) -> None:
+    """Write decisions: saga rows (`started` ones inserted, the others updated), their events
+    and their commands (the outbox), in the caller's transaction, on PostgreSQL as one
+    statement; the queues of the commands are NOTIFYed on its commit. The event log is not: the
+    dashboards poll it while they have clients (sagas.dashboard.tailer), and a NOTIFY would cost
+    every listening session of the database a transaction, and every commit that sends one a
+    turn at PostgreSQL's one notification lock."""
+    started = started or []
     if connection.vendor != "postgresql":
+        for saga in started:
+            saga.save(force_insert=True)
         if sagas:
             Saga.objects.bulk_update(sagas, SAVED_FIELDS)
         bulk.insert(SagaEvent, EVENT_FIELDS, events)
         outbox.enqueue(commands)
         return
     writes: list[bulk.Write] = []
+    if started:
+        fields = [field.name for field in Saga._meta.concrete_fields]
+        writes.append(("started", *bulk.insert_statement(Saga, fields, started)))
     if sagas:
         writes.append(("saga", *_update_statement(sagas)))
     if events:
         writes.append(("event", *bulk.insert_statement(SagaEvent, EVENT_FIELDS, events)))
     outbox.enqueue(commands, along=writes)
+    for saga in started:
+        saga._state.adding, saga._state.db = False, connection.alias
 
 
 EVENT_FIELDS = ["saga", "at", "kind", "step", "attempt", "detail"]
@@ -158,7 +172,7 @@ def _update_statement(sagas: list[Saga]) -> tuple[str, list[Any]]:
 
 @functools.cache
 def _update(count: int) -> tuple[list[Any], str]:
-    """The fields `_save` writes and its statement for `count` sagas (PostgreSQL)."""
+    """The fields `_update_statement` writes and its statement for `count` sagas."""
     fields = [field for field in Saga._meta.concrete_fields if field.name in SAVED_FIELDS]
     columns = [f'"{field.column}"' for field in fields]
     row = "(%s::uuid, " + ", ".join(f"%s::{field.db_type(connection)}" for field in fields) + ")"

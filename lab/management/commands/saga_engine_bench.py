@@ -1,5 +1,5 @@
 """`manage.py saga_engine_bench`: the CPU of the hot path in one process, without the system's
-processes around it: steady figures for comparing two versions of the code in a minute.
+processes around it: for comparing two versions of the hot path in a minute (A/B interleaved).
 
 On a fresh database (a new PostgreSQL database beside DATABASE_URL's, or a temporary SQLite
 file), a process of its own places `--orders` orders with the storefront's `place_order` (what a
@@ -37,7 +37,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from lab.bench.meters import cpu_ticks
+from lab.bench.meters import cpu_ticks, own_backend
 from lab.system import MANAGE, System, local_env, scratch_database
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
@@ -185,23 +185,15 @@ class Phase:
 
     @contextmanager
     def measured(self) -> Iterator[None]:
-        backend = _backend_pid()
+        backend = own_backend()
         before = cpu_ticks(backend) if backend else None
         started = time.process_time()
         with connection.execute_wrapper(self._count):
             yield
         self.cpu_ms = (time.process_time() - started) * 1000
-        if backend and before is not None and _backend_pid() == backend:
+        if backend and before is not None and own_backend() == backend:
             self.backend_ms = (cpu_ticks(backend) - before) * TICK_MS
 
     def _count(self, execute: Callable[..., Any], *args: Any) -> Any:
         self.statements += 1
         return execute(*args)
-
-
-def _backend_pid() -> int | None:
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])
