@@ -38,13 +38,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from lab.bench.meters import cpu_ticks, own_backend
+from lab.management.commands.saga_bench import say
 from lab.system import MANAGE, System, local_env, scratch_database
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
-
-
-def say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 class Command(BaseCommand):
