@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
+from django.utils import timezone
 
 from lab.bench.meters import cpu_ticks, own_backend
 from lab.management.commands.saga_bench import say
@@ -110,13 +112,14 @@ def measure(orders: int, warmup: int) -> dict[str, Any]:
     place(warmup)
     perform_queued()
     checkout, tasks = Phase(), Phase()
+    measured_from = timezone.now()
     with checkout.measured():
         place(orders)
     say(f"placed {orders} orders")
     with tasks.measured():
         performed = perform_queued()
     say(f"performed {performed} tasks")
-    ended = _statuses()
+    ended = _statuses(measured_from)
 
     def per_saga(value: float) -> float:
         return round(value / orders, 2)
@@ -125,7 +128,7 @@ def measure(orders: int, warmup: int) -> dict[str, Any]:
         "orders": orders,
         "warmup": warmup,
         "database": connection.vendor,
-        "completed": ended.get("completed", 0) - warmup,
+        "completed": ended.get("completed", 0),
         "failed": ended.get("failed", 0),
         "in_flight": sum(n for status, n in ended.items() if status not in ("completed", "failed")),
         "tasks_per_saga": per_saga(performed),
@@ -143,12 +146,14 @@ def measure(orders: int, warmup: int) -> dict[str, Any]:
     }
 
 
-def _statuses() -> dict[str, int]:
+def _statuses(since: datetime) -> dict[str, int]:
+    """How many of the sagas started from `since` (the measured ones) are in each status."""
     from django.db.models import Count
 
     from sagas.models import Saga
 
-    return dict(Saga.objects.values_list("status").annotate(n=Count("id")).order_by())
+    started = Saga.objects.filter(created_at__gte=since)
+    return dict(started.values_list("status").annotate(n=Count("id")).order_by())
 
 
 def perform_queued() -> int:
