@@ -166,12 +166,14 @@ def perform_queued() -> int:
     performed = 0
     while batch := list(OrmQ.objects.order_by("id").values_list("id", "payload")[:100]):
         for pk, payload in batch:
-            task = SignedPackage.loads(payload)
-            transport._own_task = pk  # the task acknowledges itself, as in a worker
+            # django-q2's worker around a task: its hooks before and after, the body between
+            task = {**SignedPackage.loads(payload), "ack_id": pk}
+            transport.take_acknowledgement(None, task["func"], task)
             try:
                 transport.execute(*task["args"])
+                task["success"] = True
             finally:
-                transport._own_task = None
+                transport.give_back_acknowledgement(None, task["func"], task)
             performed += 1
     return performed
 
