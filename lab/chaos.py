@@ -361,6 +361,7 @@ def run(
     quiet_timeout: float,
     min_kills: int,
     min_terminated: int,
+    min_duplicates: int,
     pg_restart: bool,
     say: Callable[[str], None],
     audit: Callable[[], AuditReport],
@@ -389,6 +390,7 @@ def run(
             drained_at
             and counts.kills >= min_kills
             and counts.terminated >= min_terminated
+            and counts.duplicates >= min_duplicates
             and (counts.pg_restarts or not pg_restart)
         ):
             break

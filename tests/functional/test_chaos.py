@@ -29,6 +29,8 @@ def test_a_chaos_run_of_200_orders_ends_quiet_with_no_violation_and_nothing_lost
             "10",
             "--min-terminated",
             "5",
+            "--min-duplicates",
+            "1",
             "--quiet-timeout",
             "240",
         ],

@@ -28,6 +28,8 @@ def test_a_short_chaos_run_over_five_databases_ends_quiet_with_no_violation() ->
             "4",
             "--min-terminated",
             "3",
+            "--min-duplicates",
+            "1",
             "--quiet-timeout",
             "180",
         ],

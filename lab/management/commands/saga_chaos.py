@@ -31,6 +31,7 @@ NUMBERS = (
     "quiet_timeout",
     "min_kills",
     "min_terminated",
+    "min_duplicates",
 )
 
 
@@ -65,6 +66,12 @@ class Command(BaseCommand):
             type=int,
             default=5,
             help="... and this many terminated connections (5)",
+        )
+        parser.add_argument(
+            "--min-duplicates",
+            type=int,
+            default=1,
+            help="... and this many duplicated messages (1)",
         )
         parser.add_argument(
             "--faults",
@@ -155,6 +162,7 @@ class Command(BaseCommand):
                 audit=audit,
                 min_kills=options["min_kills"],
                 min_terminated=options["min_terminated"],
+                min_duplicates=options["min_duplicates"],
                 pg_restart=options["pg_restart"],
             )
         finally:
