@@ -86,7 +86,13 @@ def apply(
     saga.reason_code = state.reason_code or ""
     saga.reason_message = state.reason_message
     due = state.due
-    saga.due_at = datetime.fromtimestamp(due, tz=now.tzinfo) if due is not None else None
+    due_at = datetime.fromtimestamp(due, tz=now.tzinfo) if due is not None else None
+    if due_at is None or saga.due_at is None or not now < saga.due_at <= due_at:
+        # `due_at` is the latest time a worker must look: a decision may bring it forward, but
+        # keeps a time still ahead when the next one is later, so the indexed column does not
+        # change and the update can be HOT; a worker that looks early finds nothing due and
+        # writes the true time (docs/architecture.md §7, "Indexes").
+        saga.due_at = due_at
     saga.updated_at = now
     if state.status.terminal and not saga.finished_at:
         saga.finished_at = now

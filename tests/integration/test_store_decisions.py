@@ -7,13 +7,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from inventory.messages import ReservePayload
 from orders.messages import OrderPayload
 from orders.saga import ORDER_SAGA
 from payments.messages import ChargePayload
-from sagas import registry, store
+from sagas import registry, store, transport
+from sagas.core.state import SagaState
 from sagas.exceptions import SagaActionRejected
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
@@ -138,3 +140,53 @@ def test_the_commands_sent_carry_only_their_steps_share_of_the_data(
     assert (
         "card" not in by_step["create_order"] and "shipping_address" not in by_step["create_order"]
     )
+
+
+def landed(saga: Saga, step: str) -> Saga:
+    """A service worker lands the step's reply on the saga, which nobody holds."""
+    transport.deliver([ok(saga, step)])
+    return Saga.objects.get(id=saga.id)
+
+
+def hot_updates_of_sagas() -> int:
+    """HOT updates of the saga table by the current transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'sagas_saga'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_decision_keeps_a_due_time_still_ahead_rather_than_move_it_later(
+    sent: list[Command],
+) -> None:
+    saga = started()
+    first_deadline = Saga.objects.get(id=saga.id).due_at
+    landed(saga, "create_order")
+    landed(saga, "reserve_stock")
+    sent.clear()
+    with transaction.atomic():
+        hot = hot_updates_of_sagas()
+        after = landed(saga, "charge_payment")
+        # The pivot went out with a deadline of its own, later than the first steps' one.
+        assert [command.step for command in sent] == ["schedule_shipment"]
+        assert SagaState.from_json(after.state).due > first_deadline.timestamp()
+        # The row keeps the earlier time, so no indexed column changed: a HOT update.
+        assert after.due_at == first_deadline
+        assert hot_updates_of_sagas() == hot + 1
+
+
+def test_a_worker_that_looks_before_anything_is_due_writes_the_true_due_time(
+    sent: list[Command],
+) -> None:
+    saga = started()
+    for step in ("create_order", "reserve_stock", "charge_payment"):
+        landed(saga, step)
+    sent.clear()
+    events = SagaEvent.objects.filter(saga_id=saga.id).count()
+    looked = processed(saga)  # due now: the first steps' deadline, which no longer applies
+    true_due = SagaState.from_json(looked.state).due
+    assert looked.due_at is not None and looked.due_at.timestamp() == true_due
+    assert looked.due_at > timezone.now()
+    assert sent == [] and SagaEvent.objects.filter(saga_id=saga.id).count() == events
+    assert looked.status == "running" and looked.lease_owner == ""
