@@ -162,6 +162,7 @@ def test_a_decision_keeps_a_due_time_still_ahead_rather_than_move_it_later(
 ) -> None:
     saga = started()
     first_deadline = Saga.objects.get(id=saga.id).due_at
+    assert first_deadline is not None
     landed(saga, "create_order")
     landed(saga, "reserve_stock")
     sent.clear()
@@ -170,7 +171,8 @@ def test_a_decision_keeps_a_due_time_still_ahead_rather_than_move_it_later(
         after = landed(saga, "charge_payment")
         # The pivot went out with a deadline of its own, later than the first steps' one.
         assert [command.step for command in sent] == ["schedule_shipment"]
-        assert SagaState.from_json(after.state).due > first_deadline.timestamp()
+        next_due = SagaState.from_json(after.state).due
+        assert next_due is not None and next_due > first_deadline.timestamp()
         # The row keeps the earlier time, so no indexed column changed: a HOT update.
         assert after.due_at == first_deadline
         assert hot_updates_of_sagas() == hot + 1
