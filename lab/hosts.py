@@ -267,7 +267,11 @@ class Cutter:
         Within the first second, wait for a moment its saga worker also holds leases, so that
         the takeover by lease expiry is part of the run: it holds them only while it processes
         a batch (milliseconds), and most replies are decided where they land, by the service
-        workers, so its batches are rare."""
+        workers, so its batches are rare. The wait for leases ends early when the last orders
+        are being placed: on a fast machine a second is much of a short run, and once the
+        orders are all placed and done there is nothing in flight left to take over."""
+        from sagas.models import Saga
+
         prefix = f"{self.host.name}/"
         started = time.monotonic()
         while not self.stop.is_set():
@@ -275,7 +279,13 @@ class Cutter:
             self.cut.in_flight = ledger.in_flight(prefix)
             if self.cut.in_flight and self.holds_leases():
                 return
-            if (waited >= LEASE_WAIT and self.cut.in_flight >= 2) or waited >= IN_FLIGHT_WAIT:
+            placed = Saga.objects.count() - self.options.warmup
+            ending = placed >= self.options.orders - 2 * self.options.concurrency
+            if (waited >= LEASE_WAIT and self.cut.in_flight >= 2) or (
+                ending and self.cut.in_flight
+            ):
+                return
+            if waited >= IN_FLIGHT_WAIT:
                 return
             time.sleep(0.005)
 
