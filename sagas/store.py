@@ -87,11 +87,13 @@ def apply(
     saga.reason_message = state.reason_message
     due = state.due
     due_at = datetime.fromtimestamp(due, tz=now.tzinfo) if due is not None else None
-    if due_at is None or saga.due_at is None or not now < saga.due_at <= due_at:
-        # `due_at` is the latest time a worker must look: a decision may bring it forward, but
-        # keeps a time still ahead when the next one is later, so the indexed column does not
-        # change and the update can be HOT; a worker that looks early finds nothing due and
-        # writes the true time (docs/architecture.md §7, "Indexes").
+    # `due_at` is the latest time a worker must look: a decision may bring it forward, but keeps
+    # a time still ahead when the next one is later, so the indexed column does not change and
+    # the update can be HOT (docs/architecture.md §7, "Indexes"). A worker's decision (the saga
+    # is leased to it) writes the true time: it claimed the saga because the stored time had
+    # passed by the database's clock, which this host's may not have reached yet.
+    keep = saga.due_at is not None and due_at is not None and now < saga.due_at <= due_at
+    if not keep or saga.lease_owner:
         saga.due_at = due_at
     saga.updated_at = now
     if state.status.terminal and not saga.finished_at:

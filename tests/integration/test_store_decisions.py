@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from inventory.messages import ReservePayload
@@ -192,3 +193,23 @@ def test_a_worker_that_looks_before_anything_is_due_writes_the_true_due_time(
     assert looked.due_at > timezone.now()
     assert sent == [] and SagaEvent.objects.filter(saga_id=saga.id).count() == events
     assert looked.status == "running" and looked.lease_owner == ""
+
+
+def test_a_worker_writes_the_true_due_time_though_its_clock_has_not_reached_the_stored_one() -> (
+    None
+):
+    saga = started()
+    for step in ("create_order", "reserve_stock", "charge_payment"):
+        landed(saga, step)
+    # Claimed by the database's clock while this host's is behind it: the stored time is still
+    # ahead here. Keeping it would leave the saga due, to be claimed again and again.
+    ahead = timezone.now() + timedelta(seconds=2)
+    Saga.objects.filter(id=saga.id).update(
+        due_at=ahead, lease_owner="w", lease_until=ahead, fence=F("fence") + 1
+    )
+    store.process("w", {saga.id: Saga.objects.get(id=saga.id).fence})
+    looked = Saga.objects.get(id=saga.id)
+    true_due = SagaState.from_json(looked.state).due
+    assert true_due is not None and true_due > ahead.timestamp()
+    assert looked.due_at is not None and looked.due_at.timestamp() == true_due
+    assert looked.lease_owner == ""
