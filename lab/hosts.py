@@ -270,8 +270,6 @@ class Cutter:
         workers, so its batches are rare. The wait for leases ends early when the last orders
         are being placed: on a fast machine a second is much of a short run, and once the
         orders are all placed and done there is nothing in flight left to take over."""
-        from sagas.models import Saga
-
         prefix = f"{self.host.name}/"
         started = time.monotonic()
         while not self.stop.is_set():
@@ -279,15 +277,20 @@ class Cutter:
             self.cut.in_flight = ledger.in_flight(prefix)
             if self.cut.in_flight and self.holds_leases():
                 return
-            placed = Saga.objects.count() - self.options.warmup
-            ending = placed >= self.options.orders - 2 * self.options.concurrency
-            if (waited >= LEASE_WAIT and self.cut.in_flight >= 2) or (
-                ending and self.cut.in_flight
-            ):
+            if self.cut.in_flight >= 2 and waited >= LEASE_WAIT:
+                return
+            if self.cut.in_flight and self.last_orders_placed():
                 return
             if waited >= IN_FLIGHT_WAIT:
                 return
             time.sleep(0.005)
+
+    def last_orders_placed(self) -> bool:
+        """Whether the driver is placing the run's last orders (two clients' worth)."""
+        from sagas.models import Saga
+
+        placed = Saga.objects.count() - self.options.warmup
+        return placed >= self.options.orders - 2 * self.options.concurrency
 
     def cut_and_kill(self) -> None:
         from django_q.models import OrmQ

@@ -149,6 +149,15 @@ def landed(saga: Saga, step: str) -> Saga:
     return Saga.objects.get(id=saga.id)
 
 
+def past_the_first_steps() -> Saga:
+    """A started saga whose three first steps succeeded: the pivot is sent, with a deadline
+    later than theirs, which the row still holds."""
+    saga = started()
+    for step in ("create_order", "reserve_stock", "charge_payment"):
+        landed(saga, step)
+    return saga
+
+
 def hot_updates_of_sagas() -> int:
     """HOT updates of the saga table by the current transaction."""
     with connection.cursor() as cursor:
@@ -182,9 +191,7 @@ def test_a_decision_keeps_a_due_time_still_ahead_rather_than_move_it_later(
 def test_a_worker_that_looks_before_anything_is_due_writes_the_true_due_time(
     sent: list[Command],
 ) -> None:
-    saga = started()
-    for step in ("create_order", "reserve_stock", "charge_payment"):
-        landed(saga, step)
+    saga = past_the_first_steps()
     sent.clear()
     events = SagaEvent.objects.filter(saga_id=saga.id).count()
     looked = processed(saga)  # due now: the first steps' deadline, which no longer applies
@@ -198,9 +205,7 @@ def test_a_worker_that_looks_before_anything_is_due_writes_the_true_due_time(
 def test_a_worker_writes_the_true_due_time_though_its_clock_has_not_reached_the_stored_one() -> (
     None
 ):
-    saga = started()
-    for step in ("create_order", "reserve_stock", "charge_payment"):
-        landed(saga, step)
+    saga = past_the_first_steps()
     # Claimed by the database's clock while this host's is behind it: the stored time is still
     # ahead here. Keeping it would leave the saga due, to be claimed again and again.
     ahead = timezone.now() + timedelta(seconds=2)
