@@ -20,4 +20,5 @@ class InventoryConfig(AppConfig):
             record=InventoryStepRecord,
             do=handlers.reserve,
             undo=handlers.release,
+            lock_first=handlers.lock_stock,
         )

@@ -28,3 +28,18 @@ def reserve(command: Command) -> dict[str, Any]:
 def release(command: Command, action_data: dict[str, Any]) -> dict[str, Any]:
     reservation = services.release_stock(reservation_id=int(action_data["reservation_id"]))
     return {"reservation_id": reservation.pk, "status": reservation.status}
+
+
+def lock_stock(commands: list[Command]) -> None:
+    """Lock the products that these commands, run in one transaction, will change: reserved
+    ones from the payloads, released ones from their sagas' reservations (what a line that a
+    handler refuses names is locked all the same, and does no harm)."""
+    skus = {
+        line["sku"]
+        for command in commands
+        if not command.compensation
+        for line in cast(ReservePayload, command.payload).get("lines", [])
+        if isinstance(line, dict) and isinstance(line.get("sku"), str)
+    }
+    releasing = [UUID(command.saga_id) for command in commands if command.compensation]
+    services.lock_products(skus, releasing=releasing)

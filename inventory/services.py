@@ -4,7 +4,7 @@ Lock order: every transaction that changes several products updates them in asce
 order, so two reservations touching the same products queue instead of deadlocking.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from uuid import UUID
 
@@ -71,6 +71,19 @@ def reserve_stock(*, saga_id: UUID, order_id: UUID, quantities: Mapping[str, int
             for sku in sorted(quantities)
         )
     return reservation
+
+
+def lock_products(skus: set[str], *, releasing: Sequence[UUID] = ()) -> None:
+    """Lock `skus`, and those of the reservations of the sagas `releasing`, in SKU order (the
+    order each reservation and release locks in), in the caller's transaction: several
+    reservations and releases that follow in that transaction then cannot deadlock with
+    another's."""
+    if releasing:
+        lines = ReservationLine.objects.filter(reservation__saga_id__in=releasing)
+        skus = skus | set(lines.values_list("sku", flat=True))
+    if skus:
+        locked = Product.objects.select_for_update().filter(sku__in=skus).order_by("sku")
+        list(locked.values_list("pk", flat=True))
 
 
 def release_stock(*, reservation_id: int) -> Reservation:

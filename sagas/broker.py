@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
+from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
+from django_q.signing import SignedPackage
 
 from sagas import cluster
 from sagas.notify import Listener, notify
@@ -33,6 +36,10 @@ from sagas.notify import Listener, notify
 log = logging.getLogger(__name__)
 
 LOOK_EVERY = 1.0  # seconds between claims when notifications bring every task
+
+# Carried tasks waiting together are handed on as one task of up to this many (see `merged`).
+MERGE_TASKS = 8
+MERGED_TASKS = "sagas.transport.execute_tasks"
 
 # Commit without waiting for the WAL flush, for writes whose loss in a crash only repeats work.
 NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
@@ -89,7 +96,10 @@ class PostgresBroker(ORM):
         wait = self._look_at - time.monotonic()
         if not self._carried and wait > 0:
             self._take(self._listener.wait(wait))
-        tasks = [self._carried.popleft() for _ in range(min(Conf.BULK, len(self._carried)))]
+        elif self._carried:  # behind: take what arrived meanwhile too, without waiting
+            self._take(self._listener.wait(0))
+        carried = [self._carried.popleft() for _ in range(min(MERGE_TASKS, len(self._carried)))]
+        tasks = merged(carried, self.list_key) if len(carried) > 1 else carried
         if time.monotonic() >= self._look_at:
             claimed = self._claim(horizon=Conf.RETRY + 1 if self._all else 0)
             full = len(claimed) == Conf.BULK
@@ -135,6 +145,22 @@ class PostgresBroker(ORM):
             done = super().acknowledge(task_id)
         cluster.mark("acknowledged")  # the watchdog's sign of life (sagas.cluster)
         return done
+
+
+def merged(carried: list[tuple[int, str]], queue: str | None) -> list[tuple[Any, str]]:
+    """Carried tasks as one task (`sagas.transport.execute_tasks`), which performs them all in
+    one transaction: under load, one hop through the cluster's processes and one commit for
+    several tasks, while a task that arrives alone goes on alone. It goes by the first task's
+    row; each row is taken, or found gone or held, as a task's own would be."""
+    task = {
+        "id": uuid.uuid4().hex,
+        "name": f"{queue}:merged:{len(carried)}",
+        "func": MERGED_TASKS,
+        "args": (carried,),
+        "kwargs": {},
+        "started": timezone.now(),
+    }
+    return [(carried[0][0], SignedPackage.dumps(task))]
 
 
 class PollingBroker(PostgresBroker):

@@ -30,6 +30,7 @@ from sagas.messages import Command, Outcome, Reply
 
 DoEffect = Callable[[Command], dict[str, Any]]
 UndoEffect = Callable[[Command, dict[str, Any]], dict[str, Any]]
+LockFirst = Callable[[list[Command]], None]
 
 
 class Refusal(Exception):
@@ -73,6 +74,7 @@ class Participant:
     record: type[StepRecord]
     do: DoEffect
     undo: UndoEffect | None
+    lock_first: LockFirst | None = None
 
 
 _by_command: dict[str, Participant] = {}
@@ -85,6 +87,7 @@ def register(
     do: DoEffect,
     compensation: str | None = None,
     undo: UndoEffect | None = None,
+    lock_first: LockFirst | None = None,
 ) -> None:
     """Declare a step a service takes part in; called from the service's `AppConfig.ready()`.
 
@@ -92,10 +95,15 @@ def register(
     orchestrator never sends it a compensation. `undo` must not refuse; anything it raises is a
     fault and the compensation is retried. All of a service's models must live in one database
     (see the routers) so that the effect and its stored reply share one transaction.
+
+    `lock_first`, for a step whose effects lock rows that other sagas' effects lock too (stock):
+    given the step's commands that are about to run in one transaction, it locks every such row
+    they will need, in one fixed order, so that two transactions that each run several commands
+    cannot deadlock (see `lock_first`).
     """
     if (compensation is None) != (undo is None):
         raise ValueError(f"{action}: give both a compensation command and its undo function")
-    participant = Participant(action, compensation, record, do, undo)
+    participant = Participant(action, compensation, record, do, undo, lock_first)
     _by_command[action] = participant
     if compensation is not None:
         _by_command[compensation] = participant
@@ -115,6 +123,25 @@ def registered_commands() -> list[str]:
 def record_models() -> list[type[StepRecord]]:
     """Every service's step-record model, once each (housekeeping purges them by saga id)."""
     return sorted({p.record for p in _by_command.values()}, key=lambda m: m._meta.label)
+
+
+def lock_first(commands: list[Command]) -> None:
+    """Before several commands run in one transaction (a task's, or tasks merged under load):
+    each step that registered `lock_first` locks the shared rows its commands will need, in its
+    fixed order. Each command alone locks in that order; two transactions of several commands
+    each would otherwise take them in orders of their own. Steps whose database is not in a
+    transaction here commit each command alone, and need no such order."""
+    if len(commands) < 2:
+        return
+    by_step: dict[Participant, list[Command]] = {}
+    for command in commands:
+        participant = _by_command.get(command.name)
+        if participant is not None and participant.lock_first is not None:
+            by_step.setdefault(participant, []).append(command)
+    for participant, mine in by_step.items():
+        if len(mine) > 1 and connections[router.db_for_write(participant.record)].in_atomic_block:
+            assert participant.lock_first is not None
+            participant.lock_first(mine)
 
 
 BeforeCommit = Callable[[Command], None]

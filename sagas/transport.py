@@ -23,11 +23,12 @@ from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 
-from sagas import cluster, metrics, outbox, store
+from sagas import broker, cluster, metrics, outbox, store
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga
-from sagas.participant import BeforeCommit, perform
+from sagas.participant import BeforeCommit, lock_first, perform
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,12 @@ Perform = Callable[[BeforeCommit | None], Reply]
 CommandHook = Callable[[Command, Perform], Reply]
 _command_hook: CommandHook | None = None
 
-# The queue row of the task this worker process is executing, when the task acknowledges
-# itself (see `take_acknowledgement`).
-_own_task: Any = None
+# The queue rows of the task this worker process is executing, when the task acknowledges
+# itself (see `take_acknowledgement`): one, or several for tasks the pusher merged.
+_own_tasks: list[Any] = []
+
+# A task's queue row (None: a task that does not acknowledge itself) and its commands.
+Part = tuple[Any, list[dict]]
 
 
 def set_command_hook(hook: CommandHook | None) -> None:
@@ -53,27 +57,40 @@ def execute(batch: list[dict]) -> int:
     """The django-q2 task body: perform each command, then land the replies in their sagas.
 
     A task that acknowledges itself first takes its queue row, in the transaction that lands its
-    replies: a row already gone (the task was done) or held (it is being done) ends it here.
+    replies: a row already gone (the task was done) or held (it is being done) ends it here."""
+    return _perform([(_own_tasks[0] if _own_tasks else None, batch)])
 
-    The commands first run without savepoints, the common case being that each succeeds; one
-    that is refused or faults rolls the whole attempt back, and the batch runs again with a
-    savepoint around each command and each effect, where a refusal or a fault is answered and
-    the rest commits. (With a command hook installed, as for fault injection, always so.)"""
-    commands = [Command.from_dict(raw) for raw in batch]
+
+def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
+    """The body of several command tasks that the pusher merged under load (sagas.broker): each
+    given as its queue row and its signed payload. They run as one task would, in one
+    transaction, taking the rows not gone or held. A database error there (two merged tasks
+    that lock the same rows in opposite orders deadlock) runs each task alone."""
+    parts = [(pk, SignedPackage.loads(payload)["args"][0]) for pk, payload in tasks]
     try:
-        done = _execute(commands, savepoints=_command_hook is not None)
+        return _perform(parts)
+    except DatabaseError as exc:
+        log.info("merged tasks failed together; each runs alone", extra={"error": str(exc)[:200]})
+        return sum(_perform([part]) for part in parts)
+
+
+def _perform(parts: list[Part]) -> int:
+    """Run the commands of `parts`, first without savepoints, the common case being that each
+    succeeds; one that is refused or faults rolls the whole attempt back, and they run again
+    with a savepoint around each command and each effect, where a refusal or a fault is answered
+    and the rest commits. (With a command hook installed, as for fault injection, always so.)"""
+    try:
+        commands, replies, waiting = _execute(parts, savepoints=_command_hook is not None)
     except _Exceptional:
-        done = _execute(commands, savepoints=True)
-    if done is None:
-        return 0
-    replies, waiting = done
+        commands, replies, waiting = _execute(parts, savepoints=True)
     for command, reply in zip(commands, replies, strict=True):
         metrics.COMMANDS.labels(command.name, reply.outcome.value).inc()
     if waiting:
         store.land_waiting(waiting)
-    cluster.mark("executed")
-    if _own_task is not None:
-        cluster.mark("acknowledged")
+    if replies:
+        cluster.mark("executed")
+        if _own_tasks:
+            cluster.mark("acknowledged")
     return len(replies)
 
 
@@ -81,14 +98,21 @@ class _Exceptional(Exception):
     """A command refused or faulted where no savepoint could keep the rest: run them again."""
 
 
-def _execute(commands: list[Command], savepoints: bool) -> tuple[list[Reply], list[str]] | None:
+def _execute(parts: list[Part], savepoints: bool) -> tuple[list[Command], list[Reply], list[str]]:
     with transaction.atomic(using=router.db_for_write(Saga)):
-        if _own_task is not None and not _take_own_task():
-            return None
+        rows = [pk for pk, _ in parts if pk is not None]
+        taken = _take(rows) if rows else set()
+        commands = [
+            Command.from_dict(raw)
+            for pk, batch in parts
+            if pk is None or pk in taken
+            for raw in batch
+        ]
+        lock_first(commands)
         # In the saga database's transaction, or in a transaction of its own where the
         # command's service has a database of its own.
         replies = [_run(command, savepoints) for command in commands]
-        return replies, store.land(replies)
+        return commands, replies, store.land(replies)
 
 
 def deliver(replies: list[Reply]) -> None:
@@ -101,21 +125,28 @@ def deliver(replies: list[Reply]) -> None:
         store.land_waiting(waiting)
 
 
-# Deletes the task's row, unless another transaction holds it. Committed with the replies, the
+# Deletes the tasks' rows that no other transaction holds. Committed with the replies, the
 # delete is the acknowledgement: a task is done exactly when its replies are in; rolled back with
-# them, the row is claimed again (sagas.broker).
-TAKE = {
-    "postgresql": f"""DELETE FROM {OrmQ._meta.db_table} WHERE id = (
-    SELECT id FROM {OrmQ._meta.db_table} WHERE id = %s FOR UPDATE SKIP LOCKED)""",
-    "sqlite": f"DELETE FROM {OrmQ._meta.db_table} WHERE id = %s",  # its writers take turns
-}
+# them, the rows are claimed again (sagas.broker).
+TAKE = f"""DELETE FROM {OrmQ._meta.db_table} WHERE id IN (
+    SELECT id FROM {OrmQ._meta.db_table} WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED)
+    RETURNING id"""
+TAKE_ONE = f"DELETE FROM {OrmQ._meta.db_table} WHERE id = %s"  # SQLite: its writers take turns
 
 
-def _take_own_task() -> bool:
+def _take(rows: list[Any]) -> set[Any]:
+    """Take these tasks' queue rows: the ones that were there to take."""
     connection = connections[Conf.ORM]
     with connection.cursor() as cursor:
-        cursor.execute(TAKE[connection.vendor], [_own_task])
-        return cursor.rowcount == 1
+        if connection.vendor == "postgresql":
+            cursor.execute(TAKE, [rows])
+            return {pk for (pk,) in cursor.fetchall()}
+        taken = set()
+        for pk in rows:  # one at a time: only PostgreSQL's pushers merge tasks
+            cursor.execute(TAKE_ONE, [pk])
+            if cursor.rowcount == 1:
+                taken.add(pk)
+        return taken
 
 
 def _run(command: Command, savepoints: bool = True) -> Reply:
@@ -147,23 +178,33 @@ def take_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs:
     acknowledges itself.
 
     The task's queue row is deleted in the transaction that lands its replies, so the monitor
-    process is not asked to acknowledge it (one transaction fewer per task)."""
-    global _own_task
+    process is not asked to acknowledge it (one transaction fewer per task). Tasks the pusher
+    merged carry their rows in their arguments."""
+    global _own_tasks
     cluster.mark("taken")  # the watchdog's sign that the workers reach the task queue
-    _own_task = task.pop("ack_id", None) if task.get("func") == outbox.TASK else None
+    own = task.get("func")
+    if own == outbox.TASK:
+        _own_tasks = [task.pop("ack_id")] if "ack_id" in task else []
+    elif own == broker.MERGED_TASKS:
+        task.pop("ack_id", None)
+        _own_tasks = [pk for pk, _ in task["args"][0]]
+    else:
+        _own_tasks = []
 
 
 def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:
     """django-q2's `post_execute_in_worker`: a task that failed gets its acknowledgement back,
-    so django-q2's own rules (redelivery, `max_attempts`) apply to it. Its row, which a carried
-    task was never claimed by, is locked for `retry` as a claim would have: it comes back then."""
-    global _own_task
-    if _own_task is not None and not task.get("success"):
-        task["ack_id"] = _own_task
+    so django-q2's own rules (redelivery, `max_attempts`) apply to it. Its rows, which a carried
+    task was never claimed by, are locked for `retry` as a claim would have: they come back then,
+    each a task of its own (merged tasks are not one task's attempt: no acknowledgement)."""
+    global _own_tasks
+    if _own_tasks and not task.get("success"):
+        if task.get("func") == outbox.TASK:
+            task["ack_id"] = _own_tasks[0]
         try:
-            OrmQ.objects.using(Conf.ORM).filter(pk=_own_task).update(
+            OrmQ.objects.using(Conf.ORM).filter(pk__in=_own_tasks).update(
                 lock=timezone.now() + timedelta(seconds=Conf.RETRY)
             )
-        except DatabaseError as exc:  # then it comes back at the next claim
+        except DatabaseError as exc:  # then they come back at the next claim
             log.warning("could not defer a failed task", extra={"error": str(exc)[:200]})
-    _own_task = None
+    _own_tasks = []

@@ -19,7 +19,6 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
-from orders.saga import ORDER_SAGA
 from payments import messages, testcards
 from payments.models import Charge, PaymentStepRecord
 from sagas import cluster, outbox, store, transport
@@ -27,20 +26,18 @@ from sagas.broker import PostgresBroker, channel
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaReply
 from sagas.notify import Listener
-from sagas.services import start_saga
-from tests.services.builders import card_token, order_data
+from tests.services.builders import (
+    a_saga_waiting_for_its_charge,
+    card_token,
+    charge_status,
+    order_data,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
 
 class WorkerDied(Exception):
     """The worker process dies here: nothing after this point runs."""
-
-
-def a_saga_waiting_for_its_charge() -> Command:
-    data = order_data(payment_token=card_token(testcards.OK))
-    saga = start_saga(saga_type=ORDER_SAGA, data=data.to_json(), correlation_id=str(data.order_id))
-    return Command(messages.CHARGE, str(saga.id), "charge_payment", False, 1, data.to_json())
 
 
 def test_a_worker_that_dies_before_the_reply_lands_is_healed_by_redelivery(
@@ -91,27 +88,17 @@ def test_a_reply_for_a_saga_the_saga_database_does_not_know_is_dropped_not_deliv
     assert not SagaReply.objects.exists()
 
 
-def a_saga_waiting_for_a_charge_with(card: str) -> Command:
-    data = order_data(payment_token=card_token(card))
-    saga = start_saga(saga_type=ORDER_SAGA, data=data.to_json(), correlation_id=str(data.order_id))
-    return Command(messages.CHARGE, str(saga.id), "charge_payment", False, 1, data.to_json())
-
-
-def step_status(command: Command) -> str:
-    return Saga.objects.get(id=command.saga_id).state["steps"]["charge_payment"]["status"]
-
-
 def test_a_refusal_in_a_batch_is_answered_and_the_other_commands_commit() -> None:
     # The batch runs first without savepoints; the refusal sends it round again with them.
-    paid = a_saga_waiting_for_a_charge_with(testcards.OK)
-    declined = a_saga_waiting_for_a_charge_with(testcards.DECLINED)
+    paid = a_saga_waiting_for_its_charge(testcards.OK)
+    declined = a_saga_waiting_for_its_charge(testcards.DECLINED)
 
     assert transport.execute([paid.to_dict(), declined.to_dict()]) == 2
 
     assert Charge.objects.filter(saga_id=paid.saga_id).count() == 1
     assert not Charge.objects.filter(saga_id=declined.saga_id).exists()
-    assert step_status(paid) == "succeeded"
-    assert step_status(declined) == "refused"
+    assert charge_status(paid) == "succeeded"
+    assert charge_status(declined) == "refused"
     refused = PaymentStepRecord.objects.get(saga_id=declined.saga_id).action_reply
     assert refused is not None and refused["code"] == "payment_declined"
 
@@ -124,26 +111,26 @@ def own_task(monkeypatch: pytest.MonkeyPatch) -> Callable[[Command], int]:
         with transaction.atomic():
             outbox.enqueue([command])
         task_id = OrmQ.objects.latest("id").pk
-        monkeypatch.setattr(transport, "_own_task", task_id)
+        monkeypatch.setattr(transport, "_own_tasks", [task_id])
         return task_id
 
     return queue
 
 
 def test_a_task_whose_queue_row_is_gone_does_nothing(own_task: Callable[[Command], int]) -> None:
-    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    command = a_saga_waiting_for_its_charge(testcards.OK)
     OrmQ.objects.filter(pk=own_task(command)).delete()  # done by another worker meanwhile
 
     assert transport.execute([command.to_dict()]) == 0
 
     assert not Charge.objects.filter(saga_id=command.saga_id).exists()
-    assert step_status(command) == "running"  # sent, no reply landed
+    assert charge_status(command) == "running"  # sent, no reply landed
 
 
 def test_a_task_whose_queue_row_another_worker_holds_does_nothing(
     own_task: Callable[[Command], int],
 ) -> None:
-    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    command = a_saga_waiting_for_its_charge(testcards.OK)
     task_id = own_task(command)
     with psycopg.connect(**connection.get_connection_params()) as other:
         other.execute("SELECT id FROM django_q_ormq WHERE id = %s FOR UPDATE", [task_id])
@@ -157,14 +144,14 @@ def test_a_task_whose_queue_row_another_worker_holds_does_nothing(
 def test_a_task_takes_its_queue_row_in_the_transaction_that_executes_it(
     own_task: Callable[[Command], int],
 ) -> None:
-    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    command = a_saga_waiting_for_its_charge(testcards.OK)
     task_id = own_task(command)
 
     assert transport.execute([command.to_dict()]) == 1
 
     assert not OrmQ.objects.filter(pk=task_id).exists()
     assert Charge.objects.filter(saga_id=command.saga_id).count() == 1
-    assert step_status(command) == "succeeded"
+    assert charge_status(command) == "succeeded"
 
 
 def queued_lock(command: Command) -> float:
@@ -185,7 +172,7 @@ def listening(*queues: str) -> dict[str, Listener]:
 def test_each_queue_is_notified_with_its_task_and_the_tasks_row_id() -> None:
     listeners = listening("orders", "inventory", "payments", "shipping")
     try:
-        a_saga_waiting_for_a_charge_with(testcards.OK)  # its three first steps
+        a_saga_waiting_for_its_charge(testcards.OK)  # its three first steps
         heard = {
             queue: listener.wait(5) for queue, listener in listeners.items() if queue != "shipping"
         }
@@ -238,7 +225,7 @@ def test_a_task_too_large_to_carry_is_notified_bare_and_queued_claimable(
     monkeypatch.setattr(outbox, "MAX_NOTIFY_PAYLOAD", 20)
     listeners = listening("payments")
     try:
-        a_saga_waiting_for_a_charge_with(testcards.OK)
+        a_saga_waiting_for_its_charge(testcards.OK)
         heard = listeners["payments"].wait(5)
     finally:
         listeners["payments"].close()
@@ -249,7 +236,7 @@ def test_a_task_too_large_to_carry_is_notified_bare_and_queued_claimable(
 
 
 def test_a_task_its_notification_carries_is_queued_as_claimed_for_retry() -> None:
-    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    command = a_saga_waiting_for_its_charge(testcards.OK)
 
     assert 0 < queued_lock(command) <= Conf.RETRY
 
@@ -257,7 +244,7 @@ def test_a_task_its_notification_carries_is_queued_as_claimed_for_retry() -> Non
 @override_settings(PGBOUNCER_TRANSACTION_MODE=True, DATABASE_LISTEN_URL="")
 def test_where_no_pusher_hears_notifications_a_task_is_queued_claimable() -> None:
     # Behind a transaction-mode pooler without DATABASE_LISTEN_URL, the pushers claim every task.
-    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    command = a_saga_waiting_for_its_charge(testcards.OK)
 
     assert queued_lock(command) <= 0
 
@@ -265,7 +252,7 @@ def test_where_no_pusher_hears_notifications_a_task_is_queued_claimable() -> Non
 def test_a_pushers_first_look_takes_the_carried_tasks_its_periodic_looks_leave() -> None:
     # A task carried to a pusher now gone (or sent while its connection was down) is taken at
     # the next pusher's first look, not left waiting for `retry`.
-    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    command = a_saga_waiting_for_its_charge(testcards.OK)
     queued = list(OrmQ.objects.filter(key=command.queue).values_list("id", flat=True))
     broker = PostgresBroker(list_key=command.queue)
 
@@ -283,7 +270,7 @@ def test_the_tasks_a_pusher_hands_on_are_recorded_for_the_watchdog(
     watched = cluster.Progress.new()
     watched.taken.value = watched.handed_on.value = before = watched.taken.value - 100
     monkeypatch.setattr(cluster, "progress", watched)
-    command = a_saga_waiting_for_a_charge_with(testcards.OK)
+    command = a_saga_waiting_for_its_charge(testcards.OK)
     broker = PostgresBroker(list_key=command.queue)
     broker._all = False  # a periodic look: nothing to hand on
 

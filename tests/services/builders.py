@@ -10,10 +10,13 @@ from typing import Any
 
 from inventory import services as inventory_services
 from inventory.models import Product
-from orders.saga import CardSummary, OrderSagaData, OrderSagaLine, ShippingAddress
+from orders.saga import ORDER_SAGA, CardSummary, OrderSagaData, OrderSagaLine, ShippingAddress
+from payments import messages as payment_messages
 from payments import services as payment_services
 from payments import testcards
 from sagas.messages import Command, Reply
+from sagas.models import Saga
+from sagas.services import start_saga
 from storefront.samples import address
 
 
@@ -91,3 +94,17 @@ def card_token(number: str = testcards.OK) -> str:
     return payment_services.tokenize_card(
         number=number, exp_month=12, exp_year=date.today().year + 2, cvc="123"
     ).token
+
+
+def a_saga_waiting_for_its_charge(card: str = testcards.OK) -> Command:
+    """An order saga just started (its first commands queued), and the charge it waits for."""
+    data = order_data(payment_token=card_token(card))
+    saga = start_saga(saga_type=ORDER_SAGA, data=data.to_json(), correlation_id=str(data.order_id))
+    return Command(
+        payment_messages.CHARGE, str(saga.id), "charge_payment", False, 1, data.to_json()
+    )
+
+
+def charge_status(command: Command) -> str:
+    """Where the saga of `command` stands with its charge step."""
+    return Saga.objects.get(id=command.saga_id).state["steps"]["charge_payment"]["status"]

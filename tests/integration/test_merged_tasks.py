@@ -1,0 +1,250 @@
+"""Tasks that wait together at a pusher go on as one task, performed in one transaction
+(docs/architecture.md §3, "Merged under load")."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+from inventory import messages as inventory_messages
+from payments.models import Charge
+from sagas import broker, store, transport
+from sagas.broker import PostgresBroker
+from sagas.messages import Command, Outcome, Reply
+from sagas.participant import lock_first
+from tests.services.builders import (
+    a_saga_waiting_for_its_charge,
+    available,
+    charge_status,
+    command,
+    order_payload,
+    product,
+    undo,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+def charge_tasks(count: int) -> tuple[list[Command], list[tuple[int, str]]]:
+    """`count` sagas waiting for their charge, and the payments queue's tasks for them: the
+    rows as their notifications carry them."""
+    commands = [a_saga_waiting_for_its_charge() for _ in range(count)]
+    rows = OrmQ.objects.filter(key="payments").order_by("id").values_list("id", "payload")
+    return commands, list(rows)
+
+
+def run_merged(task: tuple[int, str]) -> int:
+    """What a worker does with a task the pusher handed on: its hooks before and after, the
+    body between."""
+    package = {**SignedPackage.loads(task[1]), "ack_id": task[0]}
+    transport.take_acknowledgement(None, package["func"], package)
+    try:
+        done = transport.execute_tasks(*package["args"])
+        package["success"] = True
+        return done
+    finally:
+        transport.give_back_acknowledgement(None, package["func"], package)
+
+
+@pytest.fixture
+def carried_to_a_pusher() -> Iterator[Callable[[list[tuple[int, str]]], PostgresBroker]]:
+    """The payments queue's broker, listening, past its first look, to which the notifications
+    of these (already queued) tasks have just carried them."""
+    pushers: list[PostgresBroker] = []
+
+    def pusher(rows: list[tuple[int, str]]) -> PostgresBroker:
+        pushers.append(listening := PostgresBroker(list_key="payments"))
+        assert listening._listener.wait(0) == [""]  # connected: a first look, nothing heard
+        listening._all = False  # periodic looks from here: only what notifications carry
+        listening._take([f"{pk} {payload}" for pk, payload in rows])
+        return listening
+
+    yield pusher
+    for listening in pushers:
+        listening._listener.close()
+
+
+def test_tasks_that_wait_together_at_a_pusher_go_on_as_one(
+    carried_to_a_pusher: Callable[[list[tuple[int, str]]], PostgresBroker],
+) -> None:
+    _, rows = charge_tasks(3)
+    pusher = carried_to_a_pusher(rows)
+
+    (task,) = pusher.dequeue() or []
+
+    package = SignedPackage.loads(task[1])
+    assert package["func"] == broker.MERGED_TASKS
+    assert task[0] == rows[0][0]
+    assert list(package["args"][0]) == rows
+
+
+def test_a_task_that_arrives_alone_goes_on_alone(
+    carried_to_a_pusher: Callable[[list[tuple[int, str]]], PostgresBroker],
+) -> None:
+    _, rows = charge_tasks(1)
+
+    assert carried_to_a_pusher(rows).dequeue() == rows
+
+
+def test_merged_tasks_take_their_rows_and_land_their_replies_in_one_transaction() -> None:
+    commands, rows = charge_tasks(3)
+    (task,) = broker.merged(rows, "payments")
+    statements: list[str] = []
+
+    def seen(run: Any, sql: str, *rest: Any) -> Any:
+        statements.append(sql)
+        return run(sql, *rest)
+
+    with connection.execute_wrapper(seen):
+        assert run_merged(task) == 3
+
+    assert not OrmQ.objects.filter(key="payments").exists()
+    assert [charge_status(sent) for sent in commands] == ["succeeded"] * 3
+    assert [Charge.objects.filter(saga_id=sent.saga_id).count() for sent in commands] == [1] * 3
+    # One DELETE took all three rows: the statement that acknowledges them together.
+    assert sum(sql.startswith("DELETE FROM django_q_ormq") for sql in statements) == 1
+
+
+def test_a_merged_task_whose_row_is_gone_is_left_out() -> None:
+    commands, rows = charge_tasks(2)
+    OrmQ.objects.filter(pk=rows[0][0]).delete()  # done by another worker meanwhile
+
+    assert run_merged(broker.merged(rows, "payments")[0]) == 1
+
+    assert not Charge.objects.filter(saga_id=commands[0].saga_id).exists()
+    assert charge_status(commands[0]) == "running"
+    assert charge_status(commands[1]) == "succeeded"
+
+
+def test_merged_tasks_that_fail_together_run_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    commands, rows = charge_tasks(2)
+    land = store.land
+    landed: list[int] = []
+
+    def land_but_not_two_sagas_at_once(replies: list[Reply]) -> list[str]:
+        landed.append(len(replies))
+        if len(replies) > 1:  # as a deadlock would end the transaction
+            raise OperationalError("deadlock detected")
+        return land(replies)
+
+    monkeypatch.setattr(store, "land", land_but_not_two_sagas_at_once)
+
+    assert run_merged(broker.merged(rows, "payments")[0]) == 2
+
+    assert landed == [2, 1, 1]
+    assert not OrmQ.objects.filter(key="payments").exists()
+    assert [charge_status(sent) for sent in commands] == ["succeeded"] * 2
+    assert [Charge.objects.filter(saga_id=sent.saga_id).count() for sent in commands] == [1] * 2
+
+
+def test_merged_tasks_that_fail_are_deferred_each_for_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, rows = charge_tasks(2)
+    OrmQ.objects.filter(pk__in=[pk for pk, _ in rows]).update(lock=timezone.now())
+
+    def worker_times_out(replies: list[Reply]) -> list[str]:
+        raise TimeoutError
+
+    monkeypatch.setattr(store, "land", worker_times_out)
+    task = broker.merged(rows, "payments")[0]
+    package = {**SignedPackage.loads(task[1]), "ack_id": task[0]}
+    transport.take_acknowledgement(None, package["func"], package)
+    with pytest.raises(TimeoutError):
+        transport.execute_tasks(*package["args"])
+    package["success"] = False
+    transport.give_back_acknowledgement(None, package["func"], package)
+
+    deferred = OrmQ.objects.filter(pk__in=[pk for pk, _ in rows]).values_list("lock", flat=True)
+    soonest = timezone.now() + timedelta(seconds=Conf.RETRY - 5)
+    assert len(deferred) == 2 and all(lock > soonest for lock in deferred)
+    # Not one task's attempt: the monitor acknowledges no row for it.
+    assert "ack_id" not in package
+
+
+def reserve(sku: str) -> Command:
+    lines = [{"sku": sku, "quantity": 1, "unit_price": "12.50"}]
+    return command(inventory_messages.RESERVE, "reserve_stock", payload=order_payload(lines=lines))
+
+
+def test_batches_that_reserve_in_opposite_orders_do_not_deadlock() -> None:
+    # Each batch holds its first product while the other batch takes its own first product:
+    # without one lock order for the whole transaction, they would deadlock.
+    product("SKU-A", stock=10)
+    product("SKU-B", stock=10)
+    both_started = threading.Barrier(2, timeout=2)
+
+    def hold_a_while(sent: Command, run: transport.Perform) -> Reply:
+        reply = run(None)
+        if sent.payload["lines"][0]["sku"] == first_of[threading.get_ident()]:
+            # The other batch may wait for this one's locks instead: serialised, as it should be.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_started.wait()
+        return reply
+
+    first_of: dict[int, str] = {}
+
+    def batch(skus: tuple[str, str]) -> list[Any]:
+        first_of[threading.get_ident()] = skus[0]
+        replies: list[Reply] = []
+        try:
+            with transaction.atomic():
+                sent = [reserve(sku) for sku in skus]
+                lock_first(sent)
+                replies = [transport._run(one) for one in sent]
+            return [reply.outcome for reply in replies]
+        finally:
+            connection.close()
+
+    transport.set_command_hook(hold_a_while)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            outcomes = list(pool.map(batch, [("SKU-A", "SKU-B"), ("SKU-B", "SKU-A")]))
+    finally:
+        transport.set_command_hook(None)
+
+    assert outcomes == [[Outcome.OK, Outcome.OK]] * 2
+    assert (available("SKU-A"), available("SKU-B")) == (8, 8)
+
+
+def test_a_batch_locks_the_products_its_releases_restock() -> None:
+    product("SKU-A", stock=10)
+    product("SKU-B", stock=10)
+    product("SKU-C", stock=10)
+    reserved = reserve("SKU-C")
+    transport._run(reserved)
+    batch = [reserve("SKU-A"), undo(reserved, inventory_messages.RELEASE)]
+
+    with transaction.atomic():
+        lock_first(batch)
+        locked = held_by_another()
+
+    assert locked == {"SKU-A": True, "SKU-B": False, "SKU-C": True}
+
+
+def held_by_another() -> dict[str, bool]:
+    """Which products another session finds locked (NOWAIT)."""
+    held = {}
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        for sku in ("SKU-A", "SKU-B", "SKU-C"):
+            try:
+                with other.transaction():
+                    other.execute(
+                        "SELECT 1 FROM inventory_product WHERE sku = %s FOR UPDATE NOWAIT", [sku]
+                    )
+                held[sku] = False
+            except psycopg.errors.LockNotAvailable:
+                held[sku] = True
+    return held
