@@ -5,6 +5,7 @@ Django's asynchronous chain."""
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from asgiref.sync import SyncToAsync, sync_to_async
 from channels.testing import HttpCommunicator
+from django.core.signals import request_finished
 from django.db import connection, connections
 from rest_framework.authtoken.models import Token
 
@@ -88,3 +90,30 @@ async def test_a_synchronous_view_is_answered_in_one_crossing_with_every_middlew
     assert crossings.count("BaseHandler.get_response") == 1
     assert len(crossings) == 3, crossings
     await sync_to_async(connections.close_all)()  # the token's, made in asgiref's thread
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("connections_closed_per_request")
+async def test_requests_one_after_another_are_served_on_one_kept_thread() -> None:
+    # Django's handler starts a thread for every request; this one keeps them.
+    threads: list[threading.Thread] = []  # the Thread objects: kept, so never two with one id
+
+    def finished(**kwargs: Any) -> None:  # runs on the request's thread, as its view did
+        threads.append(threading.current_thread())
+
+    request_finished.connect(finished, dispatch_uid="test_kept_thread")
+    try:
+        for _ in range(3):
+            request = HttpCommunicator(
+                application, "GET", "/api/products/", headers=[(b"host", b"localhost")]
+            )
+            answer = await request.get_response(timeout=10)
+            await request.wait(timeout=10)
+            assert answer["status"] == 401
+    finally:
+        request_finished.disconnect(dispatch_uid="test_kept_thread")
+
+    assert len(threads) == 3
+    assert len({id(thread) for thread in threads}) == 1
+    assert threads[0] is not threading.main_thread()
