@@ -18,7 +18,9 @@ thread's start and end on every request.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
@@ -33,29 +35,50 @@ from django.urls import Resolver404, resolve
 THREADS_KEPT = 64
 
 
+class RequestThread(ThreadPoolExecutor):
+    """One thread for one request at a time, which knows whether work is still queued on it: a
+    request whose client went away returns while its view may still be running there."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="request")
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            self._pending += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    @property
+    def idle(self) -> bool:
+        return self._pending == 0
+
+
 class ASGIHandler(DjangoASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         synchronous = BaseHandler()
         synchronous.load_middleware(is_async=False)
         self._in_one_thread_hop = sync_to_async(synchronous.get_response, thread_sensitive=True)
-        self._idle_threads: list[ThreadPoolExecutor] = []
+        self._idle_threads: list[RequestThread] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":  # as Django's handler
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        thread = (
-            self._idle_threads.pop()
-            if self._idle_threads
-            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
-        )
+        thread = self._idle_threads.pop() if self._idle_threads else RequestThread()
         try:
             async with ThreadSensitiveContext(executor=thread):
                 await self.handle(scope, receive, send)
         finally:
-            if len(self._idle_threads) < THREADS_KEPT:
+            if thread.idle and len(self._idle_threads) < THREADS_KEPT:
                 self._idle_threads.append(thread)
-            else:
+            else:  # it ends once its work is done
                 thread.shutdown(wait=False)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from django.db import connection, connections
 from rest_framework.authtoken.models import Token
 
 from sagaproject.asgi import application
-from sagaproject.handlers import serves_synchronously
+from sagaproject.handlers import RequestThread, serves_synchronously
 from tests.api.builders import user
 
 # Importing the ASGI module marks the process as the ASGI server: processes tests start must not
@@ -117,3 +118,26 @@ async def test_requests_one_after_another_are_served_on_one_kept_thread() -> Non
     assert len(threads) == 3
     assert len({id(thread) for thread in threads}) == 1
     assert threads[0] is not threading.main_thread()
+
+
+def test_a_request_thread_is_idle_only_once_its_work_is_done() -> None:
+    # A request whose client went away returns while its view may still run on its thread: the
+    # handler keeps only idle threads, so that no request waits behind an abandoned one.
+    thread = RequestThread()
+    release = threading.Event()
+    try:
+        assert thread.idle
+        running = thread.submit(release.wait, 10)
+        queued = thread.submit(lambda: None)
+
+        assert not thread.idle
+        release.set()
+        running.result(timeout=10)
+        queued.result(timeout=10)
+        deadline = time.monotonic() + 5  # the done callbacks run just after the results
+        while not thread.idle and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert thread.idle
+    finally:
+        release.set()
+        thread.shutdown()
