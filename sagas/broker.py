@@ -160,7 +160,8 @@ def merged(carried: list[tuple[int, str]], queue: str | None) -> list[tuple[Any,
         "kwargs": {},
         "started": timezone.now(),
     }
-    return [(carried[0][0], SignedPackage.dumps(task))]
+    # Uncompressed: the payloads inside are compressed already.
+    return [(carried[0][0], SignedPackage.dumps(task, compressed=False))]
 
 
 class PollingBroker(PostgresBroker):
