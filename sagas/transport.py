@@ -186,8 +186,11 @@ def take_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs:
     if own == outbox.TASK:
         _own_tasks = [task.pop("ack_id")] if "ack_id" in task else []
     elif own == broker.MERGED_TASKS:
-        task.pop("ack_id", None)
         _own_tasks = [pk for pk, _ in task["args"][0]]
+        # The pusher's merged task goes by its first task's row. One queued as a task of its
+        # own (an operator resubmitted a failed one) has a row the monitor acknowledges.
+        if task.get("ack_id") in _own_tasks:
+            del task["ack_id"]
     else:
         _own_tasks = []
 

@@ -248,3 +248,20 @@ def held_by_another() -> dict[str, bool]:
             except psycopg.errors.LockNotAvailable:
                 held[sku] = True
     return held
+
+
+def test_merged_tasks_queued_again_by_an_operator_leave_their_own_row_to_the_monitor() -> None:
+    # A failed merged task is kept (django-q2's failures); resubmitted, it is queued as a task
+    # of its own, whose row no merged task's body takes: the monitor acknowledges it.
+    commands, rows = charge_tasks(2)
+    task = broker.merged(rows, "payments")[0]
+    package = {**SignedPackage.loads(task[1]), "ack_id": 10**9}  # its row as a task of its own
+    transport.take_acknowledgement(None, package["func"], package)
+    try:
+        assert transport.execute_tasks(*package["args"]) == 2
+        package["success"] = True
+    finally:
+        transport.give_back_acknowledgement(None, package["func"], package)
+
+    assert package["ack_id"] == 10**9
+    assert [charge_status(sent) for sent in commands] == ["succeeded"] * 2
