@@ -38,6 +38,11 @@ BATCH_SIZE = Histogram(
     "Sagas processed per worker transaction",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
+TASKS_PER_DELIVERY = Histogram(
+    "saga_service_tasks_per_delivery",
+    "Queue tasks a service worker was handed at once (more than one: merged under load)",
+    buckets=(1, 2, 3, 4, 6, 8),
+)
 
 
 class DatabaseGauges(Collector):

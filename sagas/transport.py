@@ -58,6 +58,7 @@ def execute(batch: list[dict]) -> int:
 
     A task that acknowledges itself first takes its queue row, in the transaction that lands its
     replies: a row already gone (the task was done) or held (it is being done) ends it here."""
+    metrics.TASKS_PER_DELIVERY.observe(1)
     return _perform([(_own_tasks[0] if _own_tasks else None, batch)])
 
 
@@ -66,6 +67,7 @@ def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
     given as its queue row and its signed payload. They run as one task would, in one
     transaction, taking the rows not gone or held. A database error there (two merged tasks
     that lock the same rows in opposite orders deadlock) runs each task alone."""
+    metrics.TASKS_PER_DELIVERY.observe(len(tasks))
     parts = [(pk, SignedPackage.loads(payload)["args"][0]) for pk, payload in tasks]
     try:
         return _perform(parts)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
+from prometheus_client import REGISTRY
 
 from inventory import messages as inventory_messages
 from payments.models import Charge
@@ -43,6 +44,12 @@ def charge_tasks(count: int) -> tuple[list[Command], list[tuple[int, str]]]:
     commands = [a_saga_waiting_for_its_charge() for _ in range(count)]
     rows = OrmQ.objects.filter(key="payments").order_by("id").values_list("id", "payload")
     return commands, list(rows)
+
+
+def delivered() -> tuple[float, float]:
+    """`saga_service_tasks_per_delivery` so far: how many deliveries, how many tasks."""
+    count = REGISTRY.get_sample_value("saga_service_tasks_per_delivery_count") or 0.0
+    return count, REGISTRY.get_sample_value("saga_service_tasks_per_delivery_sum") or 0.0
 
 
 def run_merged(task: tuple[int, str]) -> int:
@@ -107,8 +114,11 @@ def test_merged_tasks_take_their_rows_and_land_their_replies_in_one_transaction(
         statements.append(sql)
         return run(sql, *rest)
 
+    deliveries = delivered()
     with connection.execute_wrapper(seen):
         assert run_merged(task) == 3
+
+    assert delivered() == (deliveries[0] + 1, deliveries[1] + 3)  # one delivery of three tasks
 
     assert not OrmQ.objects.filter(key="payments").exists()
     assert [charge_status(sent) for sent in commands] == ["succeeded"] * 3
