@@ -34,12 +34,14 @@ def lock_stock(commands: list[Command]) -> None:
     """Lock the products that these commands, run in one transaction, will change: reserved
     ones from the payloads, released ones from their sagas' reservations (what a line that a
     handler refuses names is locked all the same, and does no harm)."""
-    skus = {
-        line["sku"]
-        for command in commands
-        if not command.compensation
-        for line in cast(ReservePayload, command.payload).get("lines", [])
-        if isinstance(line, dict) and isinstance(line.get("sku"), str)
-    }
+    skus: set[str] = set()
+    for command in commands:
+        lines = None if command.compensation else command.payload.get("lines")
+        if isinstance(lines, list):
+            skus.update(
+                line["sku"]
+                for line in lines
+                if isinstance(line, dict) and isinstance(line.get("sku"), str)
+            )
     releasing = [UUID(command.saga_id) for command in commands if command.compensation]
     services.lock_products(skus, releasing=releasing)

@@ -133,15 +133,15 @@ def lock_first(commands: list[Command]) -> None:
     transaction here commit each command alone, and need no such order."""
     if len(commands) < 2:
         return
-    by_step: dict[Participant, list[Command]] = {}
+    by_step: dict[tuple[LockFirst, str], list[Command]] = {}
     for command in commands:
         participant = _by_command.get(command.name)
         if participant is not None and participant.lock_first is not None:
-            by_step.setdefault(participant, []).append(command)
-    for participant, mine in by_step.items():
-        if len(mine) > 1 and connections[router.db_for_write(participant.record)].in_atomic_block:
-            assert participant.lock_first is not None
-            participant.lock_first(mine)
+            using = router.db_for_write(participant.record)
+            by_step.setdefault((participant.lock_first, using), []).append(command)
+    for (lock, using), mine in by_step.items():
+        if len(mine) > 1 and connections[using].in_atomic_block:
+            lock(mine)
 
 
 BeforeCommit = Callable[[Command], None]
