@@ -383,6 +383,10 @@ DASHBOARD_FRAME_SECONDS = env_float("DASHBOARD_FRAME_SECONDS", 0.25)
 # before the orchestrator gives up waiting and re-sends the same command.
 Q_TIMEOUT = env_int("Q_TIMEOUT", 10)
 Q_RETRY = env_int("Q_RETRY", 15)
+# Carried tasks that wait together at a pusher go on as one task of up to this many, performed
+# in one transaction (docs/architecture.md §3, "Merged under load"); 1: each task alone. Q_TIMEOUT
+# must cover that many tasks of a service under load.
+Q_MERGE_TASKS = env_int("Q_MERGE_TASKS", 8)
 SERVICE_QUEUES = ("orders", "payments", "inventory", "shipping")
 # The engine's own queue: the housekeeping schedule runs there, never on a service's queue (a
 # purge run takes minutes; a service handler has Q_TIMEOUT seconds). One worker is plenty; the

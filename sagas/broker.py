@@ -31,14 +31,13 @@ from django_q.conf import Conf
 from django_q.signing import SignedPackage
 
 from sagas import cluster
+from sagas.config import saga_config
 from sagas.notify import Listener, notify
 
 log = logging.getLogger(__name__)
 
 LOOK_EVERY = 1.0  # seconds between claims when notifications bring every task
 
-# Carried tasks waiting together are handed on as one task of up to this many (see `merged`).
-MERGE_TASKS = 8
 MERGED_TASKS = "sagas.transport.execute_tasks"
 
 # Commit without waiting for the WAL flush, for writes whose loss in a crash only repeats work.
@@ -98,7 +97,9 @@ class PostgresBroker(ORM):
             self._take(self._listener.wait(wait))
         elif self._carried:  # behind: take what arrived meanwhile too, without waiting
             self._take(self._listener.wait(0))
-        carried = [self._carried.popleft() for _ in range(min(MERGE_TASKS, len(self._carried)))]
+        # Carried tasks waiting together go on as one task of up to Q_MERGE_TASKS (`merged`).
+        most = saga_config().merge_tasks
+        carried = [self._carried.popleft() for _ in range(min(most, len(self._carried)))]
         tasks = merged(carried, self.list_key) if len(carried) > 1 else carried
         if time.monotonic() >= self._look_at:
             claimed = self._claim(horizon=Conf.RETRY + 1 if self._all else 0)

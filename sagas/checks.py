@@ -10,6 +10,7 @@ workers (and `migrate`, `manage.py check`) at startup, not mid-saga.
   and by `manage.py check --database default`. sagas.W004: the database could not be read, so
   the versions in flight are not known (a saga worker then starts and waits for the database).
 - sagas.E005: a housekeeping setting is out of range (retention, purge batch, interval).
+- sagas.E006: Q_MERGE_TASKS is below 1.
 """
 
 from __future__ import annotations
@@ -38,9 +39,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
         for problem in saga_config().check()
     ]
-    return errors + [
-        Error(problem, id="sagas.E005") for problem in saga_config().housekeeping.check()
-    ]
+    errors += [Error(problem, id="sagas.E005") for problem in saga_config().housekeeping.check()]
+    if saga_config().merge_tasks < 1:
+        errors.append(
+            Error(
+                f"Q_MERGE_TASKS ({saga_config().merge_tasks}) must be at least 1",
+                hint="1 hands every queue task on alone (docs/architecture.md §3).",
+                id="sagas.E006",
+            )
+        )
+    return errors
 
 
 def check_definitions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

@@ -21,6 +21,7 @@ class SagaConfig:
     compensation_retry: RetryPolicy
     handler_timeout: int
     queue_retry: int
+    merge_tasks: int  # carried tasks handed on as one task at most (1: never merged)
     service_queues: tuple[str, ...]  # one django-q2 queue (cluster) per service
     housekeeping: HousekeepingConfig
 
@@ -80,6 +81,7 @@ def saga_config() -> SagaConfig:
         ),
         handler_timeout=settings.Q_TIMEOUT,
         queue_retry=settings.Q_RETRY,
+        merge_tasks=settings.Q_MERGE_TASKS,
         service_queues=tuple(settings.SERVICE_QUEUES),
         housekeeping=HousekeepingConfig(
             retention=timedelta(days=settings.SAGA_RETENTION_DAYS),

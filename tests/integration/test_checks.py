@@ -84,6 +84,13 @@ def test_settings_that_break_the_redelivery_ordering_fail_with_e001(
     assert check_ids() == ["sagas.E001"]
 
 
+def test_a_merge_of_fewer_than_one_task_fails_with_e006(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = dataclasses.replace(saga_config(), merge_tasks=0)
+    monkeypatch.setattr(checks, "saga_config", lambda: config)
+
+    assert check_ids() == ["sagas.E006"]
+
+
 @pytest.mark.django_db
 def test_a_saga_worker_does_not_start_when_a_check_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     broken_ordering(monkeypatch)

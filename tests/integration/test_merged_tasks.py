@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from inventory import messages as inventory_messages
 from payments.models import Charge
 from sagas import broker, store, transport
 from sagas.broker import PostgresBroker
+from sagas.config import saga_config
 from sagas.messages import Command, Outcome, Reply
 from sagas.participant import lock_first
 from tests.services.builders import (
@@ -275,3 +277,14 @@ def test_merged_tasks_queued_again_by_an_operator_leave_their_own_row_to_the_mon
 
     assert package["ack_id"] == 10**9
     assert [charge_status(sent) for sent in commands] == ["succeeded"] * 2
+
+
+def test_with_merging_off_tasks_that_wait_together_go_on_one_by_one(
+    carried_to_a_pusher: Callable[[list[tuple[int, str]]], PostgresBroker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(broker, "saga_config", lambda: replace(saga_config(), merge_tasks=1))
+    _, rows = charge_tasks(2)
+    pusher = carried_to_a_pusher(rows)
+
+    assert [pusher.dequeue(), pusher.dequeue()] == [rows[:1], rows[1:]]
