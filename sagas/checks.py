@@ -30,6 +30,7 @@ TAG = "sagas"
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    config = saga_config()
     errors: list[CheckMessage] = [
         Error(
             problem,
@@ -37,13 +38,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             "racing the orchestrator's re-send (docs/architecture.md §4).",
             id="sagas.E001",
         )
-        for problem in saga_config().check()
+        for problem in config.check()
     ]
-    errors += [Error(problem, id="sagas.E005") for problem in saga_config().housekeeping.check()]
-    if saga_config().merge_tasks < 1:
+    errors += [Error(problem, id="sagas.E005") for problem in config.housekeeping.check()]
+    if config.merge_tasks < 1:
         errors.append(
             Error(
-                f"Q_MERGE_TASKS ({saga_config().merge_tasks}) must be at least 1",
+                f"Q_MERGE_TASKS ({config.merge_tasks}) must be at least 1",
                 hint="1 hands every queue task on alone (docs/architecture.md §3).",
                 id="sagas.E006",
             )

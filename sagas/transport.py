@@ -65,8 +65,8 @@ def execute(batch: list[dict]) -> int:
 def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
     """The body of several command tasks that the pusher merged under load (sagas.broker): each
     given as its queue row and its signed payload. They run as one task would, in one
-    transaction, taking the rows not gone or held. A database error there (two merged tasks
-    that lock the same rows in opposite orders deadlock) runs each task alone."""
+    transaction, taking the rows not gone or held. A database error there (a deadlock, say)
+    runs each task alone."""
     metrics.TASKS_PER_DELIVERY.observe(len(tasks))
     parts = [(pk, SignedPackage.loads(payload)["args"][0]) for pk, payload in tasks]
     try:
