@@ -65,15 +65,32 @@ def execute(batch: list[dict]) -> int:
 def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
     """The body of several command tasks that the pusher merged under load (sagas.broker): each
     given as its queue row and its signed payload. They run as one task would, in one
-    transaction, taking the rows not gone or held. A database error there (a deadlock, say)
-    runs each task alone."""
+    transaction, taking the rows not gone or held. An error there (a deadlock, say) runs each
+    task alone, and a task that fails alone is deferred: its row comes back after `retry` as a
+    task of its own, whose failures django-q2 then records and counts under its own name. The
+    merged task itself does not fail, since no record of it would ever be mended: the tasks
+    inside are redelivered under their own ids."""
     metrics.TASKS_PER_DELIVERY.observe(len(tasks))
     parts = [(pk, SignedPackage.loads(payload)["args"][0]) for pk, payload in tasks]
     try:
         return _perform(parts)
-    except DatabaseError as exc:
-        log.info("merged tasks failed together; each runs alone", extra={"error": str(exc)[:200]})
-        return sum(_perform([part]) for part in parts)
+    except Exception as exc:
+        log.info("merged tasks failed together; each runs alone", extra={"error": _said(exc)})
+    done = 0
+    for part in parts:
+        try:
+            done += _perform([part])
+        except Exception as exc:
+            log.warning(
+                "a merged task failed alone; it comes back after retry",
+                extra={"task_row": part[0], "error": _said(exc)},
+            )
+            _defer([part[0]])
+    return done
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 def _perform(parts: list[Part]) -> int:
@@ -206,10 +223,15 @@ def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kw
     if _own_tasks and not task.get("success"):
         if task.get("func") == outbox.TASK:
             task["ack_id"] = _own_tasks[0]
-        try:
-            OrmQ.objects.using(Conf.ORM).filter(pk__in=_own_tasks).update(
-                lock=timezone.now() + timedelta(seconds=Conf.RETRY)
-            )
-        except DatabaseError as exc:  # then they come back at the next claim
-            log.warning("could not defer a failed task", extra={"error": str(exc)[:200]})
+        _defer(_own_tasks)
     _own_tasks = []
+
+
+def _defer(rows: list[Any]) -> None:
+    """Lock these tasks' queue rows for `retry`, as a claim would have: they come back then."""
+    try:
+        OrmQ.objects.using(Conf.ORM).filter(pk__in=rows).update(
+            lock=timezone.now() + timedelta(seconds=Conf.RETRY)
+        )
+    except DatabaseError as exc:  # then they come back at the next claim
+        log.warning("could not defer a failed task", extra={"error": _said(exc)})

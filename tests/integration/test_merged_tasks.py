@@ -161,29 +161,56 @@ def test_merged_tasks_that_fail_together_run_each_alone(monkeypatch: pytest.Monk
     assert [Charge.objects.filter(saga_id=sent.saga_id).count() for sent in commands] == [1] * 2
 
 
-def test_merged_tasks_that_fail_are_deferred_each_for_retry(
+def test_a_merged_task_that_fails_alone_comes_back_after_retry_as_a_task_of_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _, rows = charge_tasks(2)
+    # The merged task does not fail: django-q2 would keep its failure for ever, since the tasks
+    # inside come back under their own ids.
+    commands, rows = charge_tasks(2)
     OrmQ.objects.filter(pk__in=[pk for pk, _ in rows]).update(lock=timezone.now())
+    land = store.land
+    stuck = commands[0].saga_id
 
-    def worker_times_out(replies: list[Reply]) -> list[str]:
+    def the_first_saga_cannot_land(replies: list[Reply]) -> list[str]:
+        if any(reply.saga_id == stuck for reply in replies):
+            raise OperationalError("deadlock detected")
+        return land(replies)
+
+    monkeypatch.setattr(store, "land", the_first_saga_cannot_land)
+
+    assert run_merged(broker.merged(rows, "payments")[0]) == 1
+
+    (left,) = OrmQ.objects.filter(key="payments")
+    assert left.pk == rows[0][0]
+    assert left.lock > timezone.now() + timedelta(seconds=Conf.RETRY - 5)
+    assert not Charge.objects.filter(saga_id=stuck).exists()
+    assert charge_status(commands[0]) == "running"
+    assert charge_status(commands[1]) == "succeeded"
+
+
+def test_a_task_that_fails_gets_its_acknowledgement_back_and_its_row_deferred_for_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, rows = charge_tasks(1)
+    OrmQ.objects.filter(pk=rows[0][0]).update(lock=timezone.now())
+
+    def worker_fails(replies: list[Reply]) -> list[str]:
         raise TimeoutError
 
-    monkeypatch.setattr(store, "land", worker_times_out)
-    task = broker.merged(rows, "payments")[0]
-    package = {**SignedPackage.loads(task[1]), "ack_id": task[0]}
+    monkeypatch.setattr(store, "land", worker_fails)
+    package = {**SignedPackage.loads(rows[0][1]), "ack_id": rows[0][0]}
     transport.take_acknowledgement(None, package["func"], package)
+    assert "ack_id" not in package  # the task takes its own row
     with pytest.raises(TimeoutError):
-        transport.execute_tasks(*package["args"])
+        transport.execute(*package["args"])
     package["success"] = False
     transport.give_back_acknowledgement(None, package["func"], package)
 
-    deferred = OrmQ.objects.filter(pk__in=[pk for pk, _ in rows]).values_list("lock", flat=True)
-    soonest = timezone.now() + timedelta(seconds=Conf.RETRY - 5)
-    assert len(deferred) == 2 and all(lock > soonest for lock in deferred)
-    # Not one task's attempt: the monitor acknowledges no row for it.
-    assert "ack_id" not in package
+    # django-q2's own rules apply to it again (attempts, acknowledging failures), and its row
+    # comes back after retry.
+    assert package["ack_id"] == rows[0][0]
+    (left,) = OrmQ.objects.filter(key="payments")
+    assert left.lock > timezone.now() + timedelta(seconds=Conf.RETRY - 5)
 
 
 def reserve(sku: str) -> Command:
