@@ -31,7 +31,6 @@ from django_q.conf import Conf
 from django_q.signing import SignedPackage
 
 from sagas import cluster
-from sagas.config import saga_config
 from sagas.notify import Listener, notify
 
 log = logging.getLogger(__name__)
@@ -97,8 +96,9 @@ class PostgresBroker(ORM):
             self._take(self._listener.wait(wait))
         elif self._carried:  # behind: take what arrived meanwhile too, without waiting
             self._take(self._listener.wait(0))
-        # Carried tasks waiting together go on as one task of up to Q_MERGE_TASKS (`merged`).
-        most = saga_config().merge_tasks
+        # Carried tasks waiting together go on as one task (`merged`) of up to Q_MERGE_TASKS,
+        # fewer if tasks have lately been slow (cluster.merge_size).
+        most = cluster.merge_size()
         carried = [self._carried.popleft() for _ in range(min(most, len(self._carried)))]
         tasks = merged(carried, self.list_key) if len(carried) > 1 else carried
         if time.monotonic() >= self._look_at:

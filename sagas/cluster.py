@@ -15,6 +15,9 @@ The watchdog also beats for its cluster (sagas.heartbeat), and only while the cl
 acknowledging tasks, or idle with nothing waiting. A wedged cluster stops beating before the
 watchdog restarts it, and a cluster that keeps wedging, or a watchdog that is gone, stays silent,
 which is what the alerts watch.
+
+Through the same shared values, the workers tell the pusher how long tasks have lately taken, so
+that it merges no more tasks than fit well within Q_TIMEOUT (`merge_size`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from django_q.cluster import Cluster
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
+from sagas.config import saga_config
 from sagas.heartbeat import Heart
 from sagas.models import HeartbeatRole
 
@@ -57,6 +61,9 @@ class Progress:
     # took one; before `taken` if none was handed on since. A task carried by its notification
     # is not claimable before `retry`: this shows that it arrived and that no worker takes it.
     handed_on: Any
+    # Seconds a command task has taken lately (a moving average, 0 before the first), by which
+    # the pusher sizes the tasks it merges (`merge_size`).
+    task_seconds: Any
 
     @classmethod
     def new(cls) -> Progress:
@@ -64,7 +71,11 @@ class Progress:
         # and the watchdog reading, blocked for good. One process writes a double at a time, or
         # two write nearly the same moment; the watchdog reads a value either way.
         now = time.time()
-        return cls(*(multiprocessing.Value("d", now, lock=False) for _ in range(4)))
+        executed, acknowledged, taken, handed_on = (
+            multiprocessing.Value("d", now, lock=False) for _ in range(4)
+        )
+        task_seconds = multiprocessing.Value("d", 0.0, lock=False)
+        return cls(executed, acknowledged, taken, handed_on, task_seconds)
 
     def reset(self) -> None:
         now = time.time()
@@ -86,6 +97,31 @@ def handed_on() -> None:
     worker last took one counts (a no-op outside a watched cluster)."""
     if progress is not None and progress.handed_on.value <= progress.taken.value:
         progress.handed_on.value = time.time()
+
+
+# A merged task should take at most this share of Q_TIMEOUT, by the time tasks have taken lately:
+# django-q2 kills a worker whose task overruns, and its tasks then wait for `retry`.
+MERGE_BUDGET = 0.25
+
+
+def tasks_took(seconds: float, tasks: int) -> None:
+    """Record, from a worker, that `tasks` command tasks took `seconds` (a no-op outside a watched
+    cluster). The average moves a fifth of the way to each new figure."""
+    if progress is not None and tasks:
+        average = progress.task_seconds.value
+        each = seconds / tasks
+        progress.task_seconds.value = each if average == 0 else average + (each - average) / 5
+
+
+def merge_size() -> int:
+    """How many carried tasks the pusher merges at most: Q_MERGE_TASKS, fewer where tasks have
+    lately taken so long that a merge of that many would not fit in MERGE_BUDGET of Q_TIMEOUT
+    (a service that turned slow: a payment gateway, say), down to 1, each alone."""
+    most = saga_config().merge_tasks
+    each = progress.task_seconds.value if progress is not None else 0.0
+    if each > 0 and Conf.TIMEOUT:
+        most = min(most, max(1, int(MERGE_BUDGET * Conf.TIMEOUT / each)))
+    return most
 
 
 def stall_seconds() -> float:

@@ -15,6 +15,7 @@ the two commits re-sends the stored reply when django-q2 delivers the task again
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -59,7 +60,7 @@ def execute(batch: list[dict]) -> int:
     A task that acknowledges itself first takes its queue row, in the transaction that lands its
     replies: a row already gone (the task was done) or held (it is being done) ends it here."""
     metrics.TASKS_PER_DELIVERY.observe(1)
-    return _perform([(_own_tasks[0] if _own_tasks else None, batch)])
+    return _timed(1, _perform, [(_own_tasks[0] if _own_tasks else None, batch)])
 
 
 def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
@@ -73,13 +74,13 @@ def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
     metrics.TASKS_PER_DELIVERY.observe(len(tasks))
     parts = [(pk, SignedPackage.loads(payload)["args"][0]) for pk, payload in tasks]
     try:
-        return _perform(parts)
+        return _timed(len(parts), _perform, parts)
     except Exception as exc:
         log.info("merged tasks failed together; each runs alone", extra={"error": _said(exc)})
     done = 0
     for part in parts:
         try:
-            done += _perform([part])
+            done += _timed(1, _perform, [part])
         except Exception as exc:
             log.warning(
                 "a merged task failed alone; it comes back after retry",
@@ -87,6 +88,16 @@ def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
             )
             _defer([part[0]])
     return done
+
+
+def _timed(tasks: int, run: Callable[[list[Part]], int], parts: list[Part]) -> int:
+    """`run(parts)`, its time recorded for the pusher's merges (cluster.merge_size), failed or
+    not: a task that overran and failed is the slowness to heed."""
+    start = time.monotonic()
+    try:
+        return run(parts)
+    finally:
+        cluster.tasks_took(time.monotonic() - start, tasks)
 
 
 def _said(exc: BaseException) -> str:

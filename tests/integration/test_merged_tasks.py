@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -22,7 +23,7 @@ from prometheus_client import REGISTRY
 
 from inventory import messages as inventory_messages
 from payments.models import Charge
-from sagas import broker, store, transport
+from sagas import broker, cluster, store, transport
 from sagas.broker import PostgresBroker
 from sagas.config import saga_config
 from sagas.messages import Command, Outcome, Reply
@@ -310,8 +311,49 @@ def test_with_merging_off_tasks_that_wait_together_go_on_one_by_one(
     carried_to_a_pusher: Callable[[list[tuple[int, str]]], PostgresBroker],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(broker, "saga_config", lambda: replace(saga_config(), merge_tasks=1))
+    monkeypatch.setattr(cluster, "saga_config", lambda: replace(saga_config(), merge_tasks=1))
     _, rows = charge_tasks(2)
     pusher = carried_to_a_pusher(rows)
 
     assert [pusher.dequeue(), pusher.dequeue()] == [rows[:1], rows[1:]]
+
+
+def test_where_tasks_have_lately_been_slow_a_pusher_merges_fewer(
+    carried_to_a_pusher: Callable[[list[tuple[int, str]]], PostgresBroker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cluster, "progress", cluster.Progress.new())
+    monkeypatch.setattr(Conf, "TIMEOUT", 10)
+    cluster.tasks_took(2.4, 2)  # 1.2 s a task: two fit in a quarter of Q_TIMEOUT, three do not
+    _, rows = charge_tasks(3)
+    pusher = carried_to_a_pusher(rows)
+
+    (first,) = pusher.dequeue() or []
+    assert SignedPackage.loads(first[1])["args"][0] == rows[:2]
+    assert pusher.dequeue() == rows[2:]
+
+    cluster.tasks_took(30, 1)  # slower still: each task alone
+    assert cluster.merge_size() == 1
+
+
+def test_workers_record_how_long_tasks_take_for_the_pusher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cluster, "progress", watched := cluster.Progress.new())
+    _, rows = charge_tasks(2)
+
+    def slow(sent: Command, run: transport.Perform) -> Reply:
+        time.sleep(0.1)
+        return run(None)
+
+    transport.set_command_hook(slow)
+    try:
+        assert run_merged(broker.merged(rows, "payments")[0]) == 2
+    finally:
+        transport.set_command_hook(None)
+
+    assert 0.1 <= watched.task_seconds.value < 1  # a task each, of one command
+    # A moving average: a fifth of the way to each new figure.
+    watched.task_seconds.value = 1.0
+    cluster.tasks_took(6.0, 1)
+    assert watched.task_seconds.value == pytest.approx(2.0)
