@@ -96,6 +96,7 @@ def measure(
         cpu_ms=cpu_ms,
         xacts=meter.xacts,
         wal_bytes=meter.wal_bytes,
+        wal_by_table=meter.wal_by_table,
         naive_ceiling=ceiling,
         violations=report.violations,
     )

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 PROC = Path("/proc")
 # PostgreSQL 15 sends a backend's statistics to shared memory at the end of a transaction at most
@@ -117,11 +117,50 @@ def wal_position() -> str:
         return str(cursor.fetchone()[0])
 
 
-def wal_bytes_since(start: str) -> int:
-    """WAL written by the whole server since `start`: every database's writes count."""
+def wal_bytes_between(start: str, end: str) -> int:
+    """WAL written by the whole server from `start` to `end`: every database's writes count."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", [start])
+        cursor.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", [end, start])
         return int(cursor.fetchone()[0])
+
+
+# The WAL records between two positions by what they wrote: a table (its indexes counted with
+# it), another database, or, for a record that names no relation, its resource manager
+# (`Transaction`: the commits).
+WAL_BY_TABLE = r"""
+WITH records AS (
+    SELECT record_length AS bytes, resource_manager,
+        regexp_match(block_ref, 'rel \d+/(\d+)/(\d+)') AS rel
+    FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn)
+), tables AS (
+    SELECT c.relfilenode, coalesce(owner.relname, c.relname) AS name
+    FROM pg_class c
+    LEFT JOIN pg_index i ON i.indexrelid = c.oid
+    LEFT JOIN pg_class owner ON owner.oid = i.indrelid
+    WHERE c.relfilenode <> 0
+)
+SELECT CASE
+        WHEN r.rel IS NULL THEN r.resource_manager
+        WHEN r.rel[1]::oid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+            THEN 'other databases'
+        ELSE coalesce(t.name, 'system catalogs') END,
+    sum(r.bytes)
+FROM records r LEFT JOIN tables t ON r.rel IS NOT NULL AND t.relfilenode = r.rel[2]::oid
+GROUP BY 1 ORDER BY 2 DESC"""
+
+
+def wal_by_table(start: str, end: str) -> dict[str, int] | None:
+    """The WAL from `start` to `end` (or to what is flushed, if less) in bytes of records by what
+    they wrote (WAL_BY_TABLE), largest first; None where pg_walinspect cannot be used (PostgreSQL
+    before 15, or a role that may not create the extension or read the WAL)."""
+    try:  # in autocommit, as every statement of this process (OwnStatements)
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            cursor.execute("SELECT least(%s::pg_lsn, pg_current_wal_flush_lsn())::text", [end])
+            cursor.execute(WAL_BY_TABLE, [start, cursor.fetchone()[0]])
+            return {str(what): int(size) for what, size in cursor.fetchall()}
+    except DatabaseError:
+        return None
 
 
 def wait_for_other_backends_to_leave(timeout: float = 30) -> None:
@@ -156,6 +195,7 @@ class PhaseMeters:
         self._wal_start = ""
         self.cpu_ms: dict[str, float] | None = None
         self.wal_bytes: int | None = None
+        self.wal_by_table: dict[str, int] | None = None
         self.xacts: int | None = None
 
     @contextmanager
@@ -176,7 +216,9 @@ class PhaseMeters:
         if self.cpu:
             self.cpu_ms = cpu_ms(self._cpu_start, sample_cpu(self.roles))
         if self.postgresql:
-            self.wal_bytes = wal_bytes_since(self._wal_start)
+            end = wal_position()
+            self.wal_bytes = wal_bytes_between(self._wal_start, end)
+            self.wal_by_table = wal_by_table(self._wal_start, end)
 
     def system_stopped(self) -> None:
         """Read the transactions once every backend of the system has exited (and flushed)."""

@@ -14,6 +14,7 @@ from sagas.core.state import SagaStatus
 # The roles whose CPU time makes the total; the driver (the measuring process) is reported apart.
 SYSTEM_ROLES = ("web", "saga_workers", "service_workers", "postgres")
 AUDIT_LISTED = 5
+WAL_LISTED = 0.02  # the WAL by table lists what wrote at least this share of it
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Measured:
     cpu_ms: dict[str, float | None] | None  # by role over the measured phase; None: no /proc
     xacts: int | None  # the system's transactions over the phase; None off PostgreSQL
     wal_bytes: int | None
+    wal_by_table: dict[str, int] | None  # bytes of WAL records by table (meters.wal_by_table)
     naive_ceiling: float
     violations: list[str]
 
@@ -88,10 +90,23 @@ def figures(run: Measured) -> dict[str, Any]:
         "cpu_ms_per_saga": cpu,
         "xacts_per_saga": per_saga(run.xacts, 2),
         "wal_bytes_per_saga": per_saga(run.wal_bytes, 0),
+        "wal_by_table": _wal_by_table(run.wal_by_table, orders),
         "naive_ceiling": round(run.naive_ceiling, 2),
         "ratio": round(per_second / run.naive_ceiling, 4) if run.naive_ceiling else None,
         "audit": {"violations": len(run.violations), "first": run.violations[:AUDIT_LISTED]},
     }
+
+
+def _wal_by_table(sizes: dict[str, int] | None, orders: int) -> dict[str, int] | None:
+    """Bytes per saga of what wrote at least WAL_LISTED of the records' bytes, largest first;
+    the rest together as "rest"."""
+    if sizes is None or not orders:
+        return None
+    total = sum(sizes.values())
+    listed = {what: size for what, size in sizes.items() if size >= WAL_LISTED * total}
+    rest = total - sum(listed.values())
+    shown = {what: round(size / orders) for what, size in listed.items()}
+    return {**shown, "rest": round(rest / orders)} if rest else shown
 
 
 def _ms(value: float | None) -> float | None:

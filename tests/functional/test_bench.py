@@ -55,6 +55,12 @@ def assert_a_clean_run(figures: dict[str, Any], orders: int) -> None:
     )
     assert isinstance(figures["xacts_per_saga"], NUMBER) and figures["xacts_per_saga"] > 0
     assert isinstance(figures["wal_bytes_per_saga"], NUMBER) and figures["wal_bytes_per_saga"] > 0
+    # What wrote the WAL (pg_walinspect, PostgreSQL 15 and later): the saga rows, their events
+    # and the queue among it, and no more than the WAL itself.
+    by_table = figures["wal_by_table"]
+    assert {"sagas_saga", "sagas_sagaevent", "django_q_ormq"} <= set(by_table)
+    assert all(isinstance(size, int) and size > 0 for size in by_table.values())
+    assert sum(by_table.values()) <= figures["wal_bytes_per_saga"] + len(by_table)
 
 
 def test_a_small_run_over_http_accounts_for_every_order_and_declines_exactly_its_share() -> None:

@@ -147,6 +147,7 @@ def measured(**overrides: object) -> Measured:
         },
         "xacts": 800,
         "wal_bytes": 8192,
+        "wal_by_table": {"sagas_saga": 4800, "Transaction": 3200, "auth_user": 80, "pg_class": 40},
         "naive_ceiling": 4.0,
         "violations": [],
     }
@@ -168,6 +169,8 @@ def test_the_figures_have_every_field_per_saga() -> None:
         "driver": 5.0,
     }
     assert (line["xacts_per_saga"], line["wal_bytes_per_saga"]) == (100.0, 1024.0)
+    # Per saga, what wrote at least 2 % of the WAL by itself, the rest together.
+    assert line["wal_by_table"] == {"sagas_saga": 600, "Transaction": 400, "rest": 15}
     assert line["ratio"] == round(8 / 7.5 / 4.0, 4)
     assert line["audit"] == {"violations": 0, "first": []}
 
@@ -179,11 +182,13 @@ def test_on_sqlite_the_postgresql_figures_are_null() -> None:
             cpu_ms={"postgres": None, "web": 8.0, "saga_workers": 8.0, "service_workers": 8.0},
             xacts=None,
             wal_bytes=None,
+            wal_by_table=None,
         )
     )
     assert line["cpu_ms_per_saga"]["postgres"] is None
     assert line["cpu_ms_per_saga"]["total"] == 3.0
     assert line["xacts_per_saga"] is None and line["wal_bytes_per_saga"] is None
+    assert line["wal_by_table"] is None
 
 
 def test_the_table_has_a_row_per_run_and_marks_a_failed_audit() -> None:
