@@ -239,10 +239,18 @@ def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kw
 
 
 def _defer(rows: list[Any]) -> None:
-    """Lock these tasks' queue rows for `retry`, as a claim would have: they come back then."""
+    """Lock these failed tasks' queue rows for `retry`, as a claim would have: they come back
+    then, each marked to have its end recorded (`save`). django-q2 records every failure but,
+    with successes not kept (`save_limit` -1), never the success that follows one: the failed
+    task would stay on the failed list, and in `saga_failed_tasks`, though done. So marked, the
+    success mends its record, and the list holds the tasks that are failing or failed for good."""
     try:
-        OrmQ.objects.using(Conf.ORM).filter(pk__in=rows).update(
-            lock=timezone.now() + timedelta(seconds=Conf.RETRY)
-        )
+        with transaction.atomic(using=Conf.ORM):
+            for row in OrmQ.objects.using(Conf.ORM).select_for_update().filter(pk__in=rows):
+                task = SignedPackage.loads(row.payload)
+                if not task.get("save"):
+                    row.payload = SignedPackage.dumps({**task, "save": True})
+                row.lock = timezone.now() + timedelta(seconds=Conf.RETRY)
+                row.save(update_fields=["payload", "lock"])
     except DatabaseError as exc:  # then they come back at the next claim
         log.warning("could not defer a failed task", extra={"error": _said(exc)})

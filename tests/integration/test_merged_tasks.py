@@ -16,8 +16,9 @@ import psycopg
 import pytest
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from django_q import monitor
 from django_q.conf import Conf
-from django_q.models import OrmQ
+from django_q.models import Failure, OrmQ
 from django_q.signing import SignedPackage
 from prometheus_client import REGISTRY
 
@@ -189,29 +190,46 @@ def test_a_merged_task_that_fails_alone_comes_back_after_retry_as_a_task_of_its_
     assert charge_status(commands[1]) == "succeeded"
 
 
-def test_a_task_that_fails_gets_its_acknowledgement_back_and_its_row_deferred_for_retry(
+def test_a_task_that_fails_comes_back_after_retry_and_its_success_mends_the_failure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _, rows = charge_tasks(1)
+    commands, rows = charge_tasks(1)
     OrmQ.objects.filter(pk=rows[0][0]).update(lock=timezone.now())
 
     def worker_fails(replies: list[Reply]) -> list[str]:
         raise TimeoutError
 
-    monkeypatch.setattr(store, "land", worker_fails)
-    package = {**SignedPackage.loads(rows[0][1]), "ack_id": rows[0][0]}
-    transport.take_acknowledgement(None, package["func"], package)
-    assert "ack_id" not in package  # the task takes its own row
-    with pytest.raises(TimeoutError):
-        transport.execute(*package["args"])
-    package["success"] = False
-    transport.give_back_acknowledgement(None, package["func"], package)
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "land", worker_fails)
+        failed = worker_runs({**SignedPackage.loads(rows[0][1]), "ack_id": rows[0][0]})
 
     # django-q2's own rules apply to it again (attempts, acknowledging failures), and its row
-    # comes back after retry.
-    assert package["ack_id"] == rows[0][0]
-    (left,) = OrmQ.objects.filter(key="payments")
-    assert left.lock > timezone.now() + timedelta(seconds=Conf.RETRY - 5)
+    # comes back after retry, marked to have its end recorded.
+    assert failed["ack_id"] == rows[0][0] and not failed["success"]
+    (row,) = OrmQ.objects.filter(key="payments")
+    assert row.lock > timezone.now() + timedelta(seconds=Conf.RETRY - 5)
+    assert SignedPackage.loads(row.payload) == {**SignedPackage.loads(rows[0][1]), "save": True}
+    monitor.save_task(failed, None)
+    assert Failure.objects.count() == 1
+
+    done = worker_runs({**SignedPackage.loads(row.payload), "ack_id": row.pk})
+
+    assert done["success"] and charge_status(commands[0]) == "succeeded"
+    monitor.save_task(done, None)
+    assert not Failure.objects.exists()  # the failed list holds no task that was done
+
+
+def worker_runs(package: dict[str, Any]) -> dict[str, Any]:
+    """What a django-q2 worker does with a command task, up to the result it hands the monitor."""
+    transport.take_acknowledgement(None, package["func"], package)
+    try:
+        package["result"] = transport.execute(*package["args"])
+        package["success"] = True
+    except Exception as exc:
+        package["result"], package["success"] = repr(exc), False
+    package["stopped"] = timezone.now()
+    transport.give_back_acknowledgement(None, package["func"], package)
+    return package
 
 
 def reserve(sku: str) -> Command:
