@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, InterfaceError, connections, router, transaction
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
@@ -246,11 +246,13 @@ def _defer(rows: list[Any]) -> None:
     success mends its record, and the list holds the tasks that are failing or failed for good."""
     try:
         with transaction.atomic(using=Conf.ORM):
-            for row in OrmQ.objects.using(Conf.ORM).select_for_update().filter(pk__in=rows):
+            # A row another worker holds is being done again: it needs no deferring.
+            free = OrmQ.objects.using(Conf.ORM).select_for_update(skip_locked=True)
+            for row in free.filter(pk__in=rows):
                 task = SignedPackage.loads(row.payload)
                 if not task.get("save"):
                     row.payload = SignedPackage.dumps({**task, "save": True})
                 row.lock = timezone.now() + timedelta(seconds=Conf.RETRY)
                 row.save(update_fields=["payload", "lock"])
-    except DatabaseError as exc:  # then they come back at the next claim
+    except (DatabaseError, InterfaceError) as exc:  # then they come back at the next claim
         log.warning("could not defer a failed task", extra={"error": _said(exc)})

@@ -219,6 +219,23 @@ def test_a_task_that_fails_comes_back_after_retry_and_its_success_mends_the_fail
     assert not Failure.objects.exists()  # the failed list holds no task that was done
 
 
+def test_a_failed_tasks_row_that_another_worker_holds_is_left_to_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Being done again (a duplicate delivery): no deferring, and no waiting for its lock (which
+    # would end in lock_timeout's error).
+    _, rows = charge_tasks(1)
+    before = OrmQ.objects.get(pk=rows[0][0])
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        other.execute("SELECT id FROM django_q_ormq WHERE id = %s FOR UPDATE", [rows[0][0]])
+
+        transport._defer([rows[0][0]])
+
+    after = OrmQ.objects.get(pk=rows[0][0])
+    assert (after.lock, after.payload) == (before.lock, before.payload)
+    assert "could not defer a failed task" not in caplog.text
+
+
 def worker_runs(package: dict[str, Any]) -> dict[str, Any]:
     """What a django-q2 worker does with a command task, up to the result it hands the monitor."""
     transport.take_acknowledgement(None, package["func"], package)
