@@ -60,7 +60,7 @@ def execute(batch: list[dict]) -> int:
     A task that acknowledges itself first takes its queue row, in the transaction that lands its
     replies: a row already gone (the task was done) or held (it is being done) ends it here."""
     metrics.TASKS_PER_DELIVERY.observe(1)
-    return _timed(1, _perform, [(_own_tasks[0] if _own_tasks else None, batch)])
+    return _perform([(_own_tasks[0] if _own_tasks else None, batch)])
 
 
 def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
@@ -74,13 +74,13 @@ def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
     metrics.TASKS_PER_DELIVERY.observe(len(tasks))
     parts = [(pk, SignedPackage.loads(payload)["args"][0]) for pk, payload in tasks]
     try:
-        return _timed(len(parts), _perform, parts)
+        return _perform(parts)
     except Exception as exc:
         log.info("merged tasks failed together; each runs alone", extra={"error": _said(exc)})
     done = 0
     for part in parts:
         try:
-            done += _timed(1, _perform, [part])
+            done += _perform([part])
         except Exception as exc:
             log.warning(
                 "a merged task failed alone; it comes back after retry",
@@ -88,16 +88,6 @@ def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
             )
             _defer([part[0]])
     return done
-
-
-def _timed(tasks: int, run: Callable[[list[Part]], int], parts: list[Part]) -> int:
-    """`run(parts)`, its time recorded for the pusher's merges (cluster.merge_size), failed or
-    not: a task that overran and failed is the slowness to heed."""
-    start = time.monotonic()
-    try:
-        return run(parts)
-    finally:
-        cluster.tasks_took(time.monotonic() - start, tasks)
 
 
 def _said(exc: BaseException) -> str:
@@ -108,11 +98,18 @@ def _perform(parts: list[Part]) -> int:
     """Run the commands of `parts`, first without savepoints, the common case being that each
     succeeds; one that is refused or faults rolls the whole attempt back, and they run again
     with a savepoint around each command and each effect, where a refusal or a fault is answered
-    and the rest commits. (With a command hook installed, as for fault injection, always so.)"""
+    and the rest commits. (With a command hook installed, as for fault injection, always so.)
+
+    Its time, failed or not, goes to the pusher's merges (cluster.merge_size): a task that
+    overran and failed is the slowness to heed."""
+    start = time.monotonic()
     try:
-        commands, replies, waiting = _execute(parts, savepoints=_command_hook is not None)
-    except _Exceptional:
-        commands, replies, waiting = _execute(parts, savepoints=True)
+        try:
+            commands, replies, waiting = _execute(parts, savepoints=_command_hook is not None)
+        except _Exceptional:
+            commands, replies, waiting = _execute(parts, savepoints=True)
+    finally:
+        cluster.tasks_took(time.monotonic() - start, len(parts))
     for command, reply in zip(commands, replies, strict=True):
         metrics.COMMANDS.labels(command.name, reply.outcome.value).inc()
     if waiting:
