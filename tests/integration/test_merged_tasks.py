@@ -57,16 +57,26 @@ def delivered() -> tuple[float, float]:
 
 
 def run_merged(task: tuple[int, str]) -> int:
-    """What a worker does with a task the pusher handed on: its hooks before and after, the
-    body between."""
-    package = {**SignedPackage.loads(task[1]), "ack_id": task[0]}
+    """What a worker does with a task the pusher handed on (its row and payload): how many
+    commands it performed."""
+    done = worker_runs({**SignedPackage.loads(task[1]), "ack_id": task[0]})
+    assert done["success"], done["result"]
+    return int(done["result"])
+
+
+def worker_runs(package: dict[str, Any]) -> dict[str, Any]:
+    """What a django-q2 worker does with a command task, merged or not, up to the result it
+    hands the monitor: its hooks before and after, the body between."""
+    body = transport.execute_tasks if package["func"] == broker.MERGED_TASKS else transport.execute
     transport.take_acknowledgement(None, package["func"], package)
     try:
-        done = transport.execute_tasks(*package["args"])
+        package["result"] = body(*package["args"])
         package["success"] = True
-        return done
-    finally:
-        transport.give_back_acknowledgement(None, package["func"], package)
+    except Exception as exc:
+        package["result"], package["success"] = repr(exc), False
+    package["stopped"] = timezone.now()
+    transport.give_back_acknowledgement(None, package["func"], package)
+    return package
 
 
 @pytest.fixture
@@ -236,19 +246,6 @@ def test_a_failed_tasks_row_that_another_worker_holds_is_left_to_it(
     assert "could not defer a failed task" not in caplog.text
 
 
-def worker_runs(package: dict[str, Any]) -> dict[str, Any]:
-    """What a django-q2 worker does with a command task, up to the result it hands the monitor."""
-    transport.take_acknowledgement(None, package["func"], package)
-    try:
-        package["result"] = transport.execute(*package["args"])
-        package["success"] = True
-    except Exception as exc:
-        package["result"], package["success"] = repr(exc), False
-    package["stopped"] = timezone.now()
-    transport.give_back_acknowledgement(None, package["func"], package)
-    return package
-
-
 def reserve(sku: str) -> Command:
     lines = [{"sku": sku, "quantity": 1, "unit_price": "12.50"}]
     return command(inventory_messages.RESERVE, "reserve_stock", payload=order_payload(lines=lines))
@@ -331,14 +328,11 @@ def test_merged_tasks_queued_again_by_an_operator_leave_their_own_row_to_the_mon
     commands, rows = charge_tasks(2)
     task = broker.merged(rows, "payments")[0]
     package = {**SignedPackage.loads(task[1]), "ack_id": 10**9}  # its row as a task of its own
-    transport.take_acknowledgement(None, package["func"], package)
-    try:
-        assert transport.execute_tasks(*package["args"]) == 2
-        package["success"] = True
-    finally:
-        transport.give_back_acknowledgement(None, package["func"], package)
 
-    assert package["ack_id"] == 10**9
+    done = worker_runs(package)
+
+    assert (done["success"], done["result"]) == (True, 2)
+    assert done["ack_id"] == 10**9
     assert [charge_status(sent) for sent in commands] == ["succeeded"] * 2
 
 
