@@ -384,8 +384,8 @@ DASHBOARD_FRAME_SECONDS = env_float("DASHBOARD_FRAME_SECONDS", 0.25)
 Q_TIMEOUT = env_int("Q_TIMEOUT", 10)
 Q_RETRY = env_int("Q_RETRY", 15)
 # Carried tasks that wait together at a pusher go on as one task of up to this many, performed
-# in one transaction (docs/architecture.md §3, "Merged under load"); 1: each task alone. Q_TIMEOUT
-# must cover that many tasks of a service under load.
+# in one transaction (docs/architecture.md §3, "Merged under load"); 1: each task alone. Fewer
+# where tasks have lately been slow: a merge must fit in a quarter of Q_TIMEOUT.
 Q_MERGE_TASKS = env_int("Q_MERGE_TASKS", 8)
 SERVICE_QUEUES = ("orders", "payments", "inventory", "shipping")
 # The engine's own queue: the housekeeping schedule runs there, never on a service's queue (a
