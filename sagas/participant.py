@@ -12,7 +12,10 @@ command that undoes it, the model that records both outcomes, and two functions 
 - any other exception is a fault: nothing is stored, and the same key may be retried.
 
 Action and compensation of one step are serialised by locking the step's record row
-(`SELECT ... FOR UPDATE`; on SQLite the IMMEDIATE transaction serialises all writers).
+(`SELECT ... FOR UPDATE`; on SQLite the IMMEDIATE transaction serialises all writers). An
+action's first attempt without savepoints does its effect first and then inserts the row, with
+its reply (`_act_first`): the unique row is the same guard, met after the effect, and a
+row already there sends the command down the locking path.
 """
 
 from __future__ import annotations
@@ -155,10 +158,12 @@ def perform(
     Inside a transaction it runs in a savepoint, and its effect in another, so that a refusal
     rolls back the effect only. With `savepoints=False` it takes none: a refusal is raised
     instead of answered, and the caller must roll back (sagas.transport then runs it again with
-    savepoints)."""
+    savepoints). An action then also takes the common case's shortcut (`_act_first`)."""
     participant = participant_for(command.name)
     model = participant.record
     using = router.db_for_write(model)
+    if not savepoints and not command.compensation and before_commit is None:
+        return _act_first(participant, using, command)
     with transaction.atomic(using=using, savepoint=savepoints):
         record = _locked_record(model, using, command)
         if command.compensation:
@@ -170,36 +175,76 @@ def perform(
     return reply
 
 
+class Repeated(Exception):
+    """The step already has a record: the command was done, compensated or is being done."""
+
+
+def _act_first(participant: Participant, using: str, command: Command) -> Reply:
+    """An action's first delivery, the common case, in one statement fewer: the effect, then
+    the step's record with the reply in one INSERT. A record already there (a repeat, a
+    tombstone, or one a concurrent delivery writes, waited for by the INSERT) raises Repeated,
+    a refusal raises too, and the caller rolls back the effect with its transaction and runs
+    the command again by `perform`'s locking path, which answers each as it should."""
+    with transaction.atomic(using=using, savepoint=False):
+        reply = Reply.to(command, Outcome.OK, data=participant.do(command))
+        if (
+            _insert_record(participant.record, using, command, action_reply=_stored_form(reply))
+            is None
+        ):
+            raise Repeated(f"{command.saga_id}:{command.step}")
+    return reply
+
+
 def _locked_record(model: type[StepRecord], using: str, command: Command) -> StepRecord:
     """The step's record, locked: inserted if absent (the common case: an action's first
     delivery; the new row is this transaction's until it commits), else read FOR UPDATE.
     Concurrent action and compensation of one step queue here."""
-    connection = connections[using]
     now = timezone.now()
-    saga_id = uuid.UUID(command.saga_id)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {model._meta.db_table} (saga_id, step, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (saga_id, step) DO NOTHING RETURNING id",
-            [
-                field.get_db_prep_save(value, connection)
-                for field, value in zip(
-                    _fields(model, "saga_id", "step", "created_at", "updated_at"),
-                    (saga_id, command.step, now, now),
-                    strict=True,
-                )
-            ],
+    pk = _insert_record(model, using, command, now=now)
+    if pk is not None:
+        record = model(
+            saga_id=uuid.UUID(command.saga_id), step=command.step, created_at=now, updated_at=now
         )
-        inserted = cursor.fetchone()
-    if inserted is not None:
-        record = model(saga_id=saga_id, step=command.step, created_at=now, updated_at=now)
-        record.pk, record._state.adding, record._state.db = inserted[0], False, using
+        record.pk, record._state.adding, record._state.db = pk, False, using
         return record
     return (
         model._default_manager.using(using)
         .select_for_update()
         .get(saga_id=command.saga_id, step=command.step)
     )
+
+
+def _insert_record(
+    model: type[StepRecord],
+    using: str,
+    command: Command,
+    now: Any = None,
+    action_reply: dict[str, Any] | None = None,
+) -> Any:
+    """Insert the step's record unless it exists; its id, or None if it did. The INSERT waits
+    for a concurrent transaction inserting the same step, and finds its row if it commits."""
+    connection = connections[using]
+    now = now or timezone.now()
+    values = {
+        "saga_id": uuid.UUID(command.saga_id),
+        "step": command.step,
+        "action_reply": action_reply,
+        "created_at": now,
+        "updated_at": now,
+    }
+    fields = _fields(model, *values)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {model._meta.db_table} ({', '.join(values)})"
+            f" VALUES ({', '.join(['%s'] * len(fields))})"
+            " ON CONFLICT (saga_id, step) DO NOTHING RETURNING id",
+            [
+                field.get_db_prep_save(value, connection)
+                for field, value in zip(fields, values.values(), strict=True)
+            ],
+        )
+        inserted = cursor.fetchone()
+    return inserted[0] if inserted is not None else None
 
 
 def _fields(model: type[StepRecord], *names: str) -> list[models.Field]:
@@ -217,17 +262,18 @@ def _stored(command: Command, stored: dict[str, Any]) -> Reply:
     )
 
 
+def _stored_form(reply: Reply) -> dict[str, Any]:
+    """A reply as its step record keeps it."""
+    return {
+        "outcome": reply.outcome.value,
+        "code": reply.code,
+        "message": reply.message,
+        "data": reply.data,
+    }
+
+
 def _save(record: StepRecord, field: str, reply: Reply) -> Reply:
-    setattr(
-        record,
-        field,
-        {
-            "outcome": reply.outcome.value,
-            "code": reply.code,
-            "message": reply.message,
-            "data": reply.data,
-        },
-    )
+    setattr(record, field, _stored_form(reply))
     # An UPDATE of the two columns, without save()'s signals and checks or the compiler's cost.
     model, connection = type(record), connections[record._state.db or DEFAULT_DB_ALIAS]
     stored, updated = _fields(model, field, "updated_at")
