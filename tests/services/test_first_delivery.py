@@ -49,6 +49,29 @@ def test_the_first_delivery_writes_the_record_and_its_reply_in_one_insert() -> N
     assert perform(again(sent)).data == reply.data
 
 
+def test_the_first_delivery_and_its_effect_take_no_savepoint() -> None:
+    """Every statement goes straight into the command's transaction: the only savepoint is
+    the one `first_delivery` opens, nested in the test's transaction."""
+    sent = create_command()
+
+    with CaptureQueriesContext(connection) as queries:
+        first_delivery(sent)
+
+    statements = [" ".join(q["sql"].split()[:3]).replace('"', "") for q in queries]
+    assert [s.split()[0] for s in statements] == [
+        "SAVEPOINT",
+        "INSERT",
+        "INSERT",
+        "INSERT",
+        "RELEASE",
+    ], statements
+    assert [s.split()[2] for s in statements[1:4]] == [
+        "orders_order",
+        "orders_orderline",
+        "orders_ordersteprecord",
+    ]
+
+
 def test_a_repeat_raises_and_the_rollback_leaves_one_effect() -> None:
     sent = create_command()
     first = perform(sent)

@@ -3,6 +3,7 @@
 from uuid import UUID
 
 import pytest
+from django.db import transaction
 
 from orders import messages
 from orders.exceptions import OrderStateConflict
@@ -133,8 +134,13 @@ def test_cancelling_an_approved_order_is_a_conflict_an_operator_must_look_at() -
     perform(approve_command(created))
     order = Order.objects.get()
 
-    with pytest.raises(
-        OrderStateConflict, match=f"order {order.pk} is approved, cannot become cancelled"
+    # Called in a transaction of the caller's, the service takes no savepoint: the caller rolls
+    # back (here a savepoint of the test's own).
+    with (
+        pytest.raises(
+            OrderStateConflict, match=f"order {order.pk} is approved, cannot become cancelled"
+        ),
+        transaction.atomic(),
     ):
         cancel_order(order_id=order.pk)
 
