@@ -1,6 +1,7 @@
 """Housekeeping for months of traffic: finished sagas past the retention are purged in short
 batches, with their events and replies, the services' step records and every row that hangs off
-the saga by a foreign key; a django-q2 schedule on the engine's own queue runs the purge
+the saga by a foreign key, and then django-q2's records of tasks that succeeded before the same
+cutoff; a django-q2 schedule on the engine's own queue runs the purge
 (docs/architecture.md §7). The services' business rows (orders, charges, reservations,
 shipments) are theirs and are kept.
 """
@@ -20,6 +21,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.deletion import Collector
 from django.utils import timezone
+from django_q.conf import Conf
+from django_q.models import Task
 
 from sagas import participant
 from sagas.config import saga_config
@@ -84,10 +87,29 @@ def purge_finished_sagas(
             if on_batch is not None:
                 on_batch(report)
         if len(ids) < batch_size:
+            _purge_task_records(report, batch_size, dry_run)
             report.complete = True
             return report
         if deadline is not None and time.monotonic() >= deadline:
             return report
+
+
+def _purge_task_records(report: PurgeReport, batch_size: int, dry_run: bool) -> None:
+    """django-q2's records of tasks that succeeded before the cutoff. Successes are not kept
+    (`save_limit` -1) but for a failed command task's redelivery, whose success mends its
+    failure record (sagas.transport._defer) and which nothing else would ever delete. Failures
+    stay: they are the operators' list."""
+    done = Task.objects.using(Conf.ORM).filter(success=True, stopped__lt=report.cutoff)
+    if dry_run:
+        report.rows[Task._meta.label] += done.count()
+        return
+    while True:
+        with transaction.atomic(using=Conf.ORM):
+            batch = list(done.values_list("pk", flat=True)[:batch_size])
+            deleted = Task.objects.using(Conf.ORM).filter(pk__in=batch).delete()[0]
+        report.rows[Task._meta.label] += deleted
+        if len(batch) < batch_size:
+            return
 
 
 def _purgeable(using: str, cutoff: datetime) -> QuerySet[Saga]:

@@ -18,7 +18,7 @@ from django.test import override_settings
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ, Schedule, Task
 from django_q.scheduler import scheduler
 
 from orders.saga import ORDER_SAGA
@@ -150,6 +150,38 @@ def test_a_dry_run_counts_exactly_what_the_purge_deletes_and_changes_nothing() -
     real = purge_finished_sagas(older_than=RETENTION, batch_size=2)
     assert dry.rows == real.rows and dry.sagas == 5
     assert every_table()["sagas"] == 1
+
+
+def a_task_record(success: bool, stopped_days_ago: float) -> str:
+    """django-q2's record of a command task, as its monitor saves it."""
+    stopped = timezone.now() - timedelta(days=stopped_days_ago)
+    task_id = uuid.uuid4().hex
+    Task.objects.create(
+        id=task_id,
+        name=f"orders:{task_id}:1",
+        func="sagas.transport.execute",
+        args=([],),
+        kwargs={},
+        started=stopped - timedelta(seconds=1),
+        stopped=stopped,
+        success=success,
+        attempt_count=1,
+    )
+    return task_id
+
+
+def test_the_records_of_tasks_that_succeeded_before_the_cutoff_go_and_failures_stay() -> None:
+    old_success = [a_task_record(True, 40) for _ in range(3)]
+    kept = [a_task_record(True, 29), a_task_record(False, 40), a_task_record(False, 1)]
+    a_saga("completed", finished_days_ago=40)
+
+    dry = purge_finished_sagas(older_than=RETENTION, batch_size=2, dry_run=True)
+    assert Task.objects.count() == 6
+    report = purge_finished_sagas(older_than=RETENTION, batch_size=2)
+
+    assert sorted(Task.objects.values_list("id", flat=True)) == sorted(kept)
+    assert dry.rows["django_q.Task"] == report.rows["django_q.Task"] == len(old_success)
+    assert report.sagas == 1
 
 
 def test_a_run_with_a_time_limit_stops_after_its_batch_and_the_next_run_goes_on() -> None:
