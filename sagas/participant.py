@@ -23,6 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -187,10 +188,8 @@ def _act_first(participant: Participant, using: str, command: Command) -> Reply:
     the command again by `perform`'s locking path, which answers each as it should."""
     with transaction.atomic(using=using, savepoint=False):
         reply = Reply.to(command, Outcome.OK, data=participant.do(command))
-        if (
-            _insert_record(participant.record, using, command, action_reply=_stored_form(reply))
-            is None
-        ):
+        stored = _stored_form(reply)
+        if _insert_record(participant.record, using, command, action_reply=stored) is None:
             raise Repeated(f"{command.saga_id}:{command.step}")
     return reply
 
@@ -218,7 +217,7 @@ def _insert_record(
     model: type[StepRecord],
     using: str,
     command: Command,
-    now: Any = None,
+    now: datetime | None = None,
     action_reply: dict[str, Any] | None = None,
 ) -> Any:
     """Insert the step's record unless it exists; its id, or None if it did. The INSERT waits
