@@ -13,7 +13,7 @@ SAGA_STATUSES = [status.value for status in SagaStatus]
 
 
 class StepSerializer(serializers.Serializer):
-    """One step of the saga as its step log holds it (`saga.state["steps"]`)."""
+    """One step of the saga as its step log holds it (`step_log(saga.state)`)."""
 
     name = serializers.CharField(read_only=True)
     status = serializers.CharField(read_only=True)

@@ -74,21 +74,21 @@ class SagaState:
         return replace(self, steps={name: replace(s) for name, s in self.steps.items()})
 
     def to_json(self) -> dict[str, Any]:
-        """The stored form. A step keeps only its status and the fields away from their defaults:
-        the saga row is rewritten at every decision, and most of a step's fields are at their
-        defaults most of the time. `step_log` gives the steps back whole."""
+        """The stored form. A step is a list of its fields in `STORED_ORDER`, without the
+        defaults at its end: the saga row is rewritten at every decision, and most of a step's
+        fields are at their defaults most of the time. `step_log` gives the steps back whole."""
         return {
             "status": self.status.value,
             "reason_code": self.reason_code,
             "reason_message": self.reason_message,
-            "steps": {name: _sparse(step) for name, step in self.steps.items()},
+            "steps": {name: _stored(step) for name, step in self.steps.items()},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SagaState:
         steps = {
             name: StepState(**{**raw, "status": StepStatus(raw["status"])})
-            for name, raw in data["steps"].items()
+            for name, raw in _fields_of(data).items()
         }
         return cls(
             SagaStatus(data["status"]),
@@ -99,22 +99,49 @@ class SagaState:
 
 
 _STEP_DEFAULTS: dict[str, Any] = {**asdict(StepState()), "status": StepStatus.PENDING.value}
-_OPTIONAL = [(name, value) for name, value in _STEP_DEFAULTS.items() if name != "status"]
+
+# A stored step's fields by position, the likeliest to differ from their defaults first. Only
+# ever append to it: stored rows are read by position.
+STORED_ORDER = (
+    "status",
+    "attempts",
+    "due",
+    "error",
+    "stalled",
+    "compensation_attempts",
+    "retry_base",
+    "compensation_base",
+)
+assert sorted(STORED_ORDER) == sorted(_STEP_DEFAULTS)
 
 
-def _sparse(step: StepState) -> dict[str, Any]:
-    stored: dict[str, Any] = {"status": step.status.value}
-    for name, default in _OPTIONAL:
-        value = getattr(step, name)
-        if value != default:
-            stored[name] = value
-    return stored
+def _stored(step: StepState) -> list[Any]:
+    """e.g. `["running", 1, 1795000000.25]`, `["succeeded", 1]`, `["pending"]`."""
+    fields = asdict(step)
+    values = [step.status.value] + [fields[name] for name in STORED_ORDER[1:]]
+    while len(values) > 1 and _is_default(STORED_ORDER[len(values) - 1], values[-1]):
+        values.pop()
+    return values
+
+
+def _is_default(name: str, value: Any) -> bool:
+    default = _STEP_DEFAULTS[name]
+    return type(value) is type(default) and value == default  # False is not 0
+
+
+def _fields_of(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The stored steps as dicts of the fields they hold: a step stored as a list, or as a dict
+    (the form before, with its fields only where not at their defaults, or all of them)."""
+    return {
+        name: dict(zip(STORED_ORDER, raw, strict=False)) if isinstance(raw, list) else raw
+        for name, raw in state["steps"].items()
+    }
 
 
 def step_log(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every step of a stored state (`SagaState.to_json`, or the whole form it had before) with
-    all its fields."""
-    return {name: {**_STEP_DEFAULTS, **raw} for name, raw in state["steps"].items()}
+    """Every step of a stored state (`SagaState.to_json`, or a form it had before) with all
+    its fields."""
+    return {name: {**_STEP_DEFAULTS, **raw} for name, raw in _fields_of(state).items()}
 
 
 @dataclass(frozen=True)

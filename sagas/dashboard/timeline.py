@@ -125,7 +125,7 @@ def build(
     events: Iterable[Event],
     end: datetime,
 ) -> Timeline:
-    """`steps` is the saga's step log (`saga.state["steps"]`); `end` closes bars still open (the
+    """`steps` is the saga's step log (`step_log(saga.state)`); `end` closes bars still open (the
     saga's finish, or now)."""
     events = list(events)
     start = events[0].at if events else end

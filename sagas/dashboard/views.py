@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from sagas import registry, services
 from sagas.config import dashboard_config
-from sagas.core.state import SagaStatus
+from sagas.core.state import SagaStatus, step_log
 from sagas.core.transition import CANCELLED, SERVICE_UNAVAILABLE
 from sagas.dashboard import feed, timeline
 from sagas.dashboard.feed import Filters
@@ -131,7 +131,10 @@ def _detail(saga: Saga) -> dict[str, Any]:
         "created_at": saga.created_at,
         "finished_at": saga.finished_at,
         "timeline": timeline.build(
-            definition=definition, steps=saga.state.get("steps", {}), events=events, end=end
+            definition=definition,
+            steps=step_log(saga.state) if "steps" in saga.state else {},
+            events=events,
+            end=end,
         ),
         "events": events,
         "actionable": saga.status in ACTIONABLE,

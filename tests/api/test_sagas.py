@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from sagas.core.state import step_log
 from sagas.models import Saga, SagaEvent
 from tests.api.builders import client_for, order_body, place, product, user
 
@@ -23,7 +24,7 @@ def mark(saga_id: str, status: str, reason: str | None = None) -> None:
     saga = Saga.objects.get(id=saga_id)
     steps = {
         name: dict(step, status="succeeded") if status == "completed" else step
-        for name, step in saga.state["steps"].items()
+        for name, step in step_log(saga.state).items()
     }
     reason = reason or saga.state["reason_code"]
     Saga.objects.filter(id=saga_id).update(
@@ -36,7 +37,7 @@ def mark(saga_id: str, status: str, reason: str | None = None) -> None:
 def make_stuck(saga_id: str) -> None:
     """Stand in for the workers: the charge ran out of attempts where the saga cannot give up."""
     saga = Saga.objects.get(id=saga_id)
-    steps = saga.state["steps"]
+    steps = step_log(saga.state)
     steps["charge_payment"].update(stalled=True, due=None)
     Saga.objects.filter(id=saga_id).update(
         status="stuck", state=dict(saga.state, status="stuck", steps=steps)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from sagas.core.state import step_log
 from sagas.models import Saga
 from tests.dashboard.builders import started_saga, user
 
@@ -22,7 +23,7 @@ def finish(saga: Saga, status: str) -> None:
     """Stand in for the workers: every step succeeded (completed) or the saga parked (stuck)."""
     steps = {
         name: dict(step, status="succeeded" if status == "completed" else step["status"])
-        for name, step in saga.state["steps"].items()
+        for name, step in step_log(saga.state).items()
     }
     state = dict(saga.state, status=status, steps=steps)
     if status == "stuck":  # the refund kept failing while turning back

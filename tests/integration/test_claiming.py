@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from orders.saga import ORDER_SAGA
 from sagas import store, transport
+from sagas.core.state import step_log
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
 from sagas.services import compensate_saga, retry_saga, start_saga
@@ -118,11 +119,11 @@ def test_a_worker_whose_lease_was_taken_over_cannot_commit() -> None:
     assert store.process("a", stale) == 0  # a wakes up: its fence is stale, nothing is written
     assert SagaReply.objects.filter(saga_id=saga_id).count() == 1
     assert SagaEvent.objects.filter(saga_id=saga_id).count() == events_before
-    assert Saga.objects.get(id=saga_id).state["steps"]["create_order"]["status"] == "running"
+    assert step_log(Saga.objects.get(id=saga_id).state)["create_order"]["status"] == "running"
 
     assert store.process("b", fresh) == 1  # the rightful holder applies the reply
     saga = Saga.objects.get(id=saga_id)
-    assert saga.state["steps"]["create_order"]["status"] == "succeeded"
+    assert step_log(saga.state)["create_order"]["status"] == "succeeded"
     assert (saga.lease_owner, saga.lease_until) == ("", None)
     assert SagaReply.objects.filter(saga_id=saga_id).count() == 0
 
@@ -143,11 +144,11 @@ def test_the_fence_alone_stops_a_stale_worker_that_shares_its_name_with_the_new_
     assert SagaReply.objects.filter(saga_id=saga_id).count() == 1
     assert SagaEvent.objects.filter(saga_id=saga_id).count() == events_before
     saga = Saga.objects.get(id=saga_id)
-    assert saga.state["steps"]["create_order"]["status"] == "running"
+    assert step_log(saga.state)["create_order"]["status"] == "running"
     assert saga.lease_until is not None  # the new holder's lease stands
 
     assert store.process("worker", fresh) == 1
-    assert Saga.objects.get(id=saga_id).state["steps"]["create_order"]["status"] == "succeeded"
+    assert step_log(Saga.objects.get(id=saga_id).state)["create_order"]["status"] == "succeeded"
 
 
 def test_the_owner_stops_a_worker_whose_claim_was_lost_in_a_crash_and_whose_fence_came_back() -> (
@@ -199,7 +200,7 @@ def test_a_reply_delivered_while_a_worker_holds_the_saga_is_decided_after_its_co
     thread.join(10)
     assert delivered.is_set()
     assert not SagaReply.objects.filter(saga_id=saga_id).exists()
-    assert Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"] == "succeeded"
+    assert step_log(Saga.objects.get(id=saga_id).state)["reserve_stock"]["status"] == "succeeded"
 
 
 def test_a_reply_for_a_saga_nobody_holds_is_decided_where_it_lands() -> None:
@@ -210,7 +211,7 @@ def test_a_reply_for_a_saga_nobody_holds_is_decided_where_it_lands() -> None:
     transport.deliver([reply_for(saga_id, "reserve_stock")])
 
     saga = Saga.objects.get(id=saga_id)
-    assert saga.state["steps"]["reserve_stock"]["status"] == "succeeded"
+    assert step_log(saga.state)["reserve_stock"]["status"] == "succeeded"
     assert not SagaReply.objects.filter(saga_id=saga_id).exists()  # never went to the inbox
     assert saga.fence == fence + 1  # a worker whose lease ran out cannot decide it as well
 
@@ -224,7 +225,7 @@ def test_a_reply_landing_on_a_saga_nobody_holds_decides_its_inbox_too() -> None:
 
     transport.deliver([reply_for(saga_id, "reserve_stock")])
 
-    steps = Saga.objects.get(id=saga_id).state["steps"]
+    steps = step_log(Saga.objects.get(id=saga_id).state)
     first = ("create_order", "charge_payment", "reserve_stock")
     assert [steps[step]["status"] for step in first] == ["succeeded"] * 3
     assert steps["schedule_shipment"]["status"] == "running"  # all three in: the pivot is sent
@@ -239,10 +240,10 @@ def test_a_reply_for_a_leased_saga_waits_in_its_inbox_for_the_worker() -> None:
 
     assert SagaReply.objects.filter(saga_id=saga_id).count() == 1
     saga = Saga.objects.get(id=saga_id)
-    assert saga.state["steps"]["reserve_stock"]["status"] != "succeeded"
+    assert step_log(saga.state)["reserve_stock"]["status"] != "succeeded"
     assert saga.due_at is not None and saga.due_at <= timezone.now()
     assert store.process("b", claimed) == 1  # b's lease and fence still hold: it decides
-    assert Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"] == "succeeded"
+    assert step_log(Saga.objects.get(id=saga_id).state)["reserve_stock"]["status"] == "succeeded"
     assert not SagaReply.objects.filter(saga_id=saga_id).exists()
 
 
@@ -296,7 +297,7 @@ def test_a_batch_decides_the_free_saga_at_once_and_the_locked_one_after_its_lock
     )
 
     def step(saga_id: uuid.UUID) -> str:
-        return str(Saga.objects.get(id=saga_id).state["steps"]["reserve_stock"]["status"])
+        return str(step_log(Saga.objects.get(id=saga_id).state)["reserve_stock"]["status"])
 
     deadline = timezone.now() + timedelta(seconds=10)
     while step(free_id) != "succeeded" and timezone.now() < deadline:
@@ -342,7 +343,7 @@ def test_a_landing_that_waited_for_the_row_decides_what_the_holder_put_in_the_in
     deliverer.join(10)
 
     assert delivered.is_set()
-    steps = Saga.objects.get(id=saga_id).state["steps"]
+    steps = step_log(Saga.objects.get(id=saga_id).state)
     assert [steps[s]["status"] for s in ("create_order", "reserve_stock")] == ["succeeded"] * 2
     assert not SagaReply.objects.filter(saga_id=saga_id).exists()
 

@@ -23,6 +23,7 @@ from payments import messages, testcards
 from payments.models import Charge, PaymentStepRecord
 from sagas import cluster, outbox, store, transport
 from sagas.broker import PostgresBroker, channel
+from sagas.core.state import step_log
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaReply
 from sagas.notify import Listener
@@ -69,7 +70,7 @@ def test_a_worker_that_dies_before_the_reply_lands_is_healed_by_redelivery(
     transport.execute(task)  # the redelivery
 
     saga = Saga.objects.get(id=command.saga_id)
-    assert saga.state["steps"]["charge_payment"]["status"] == "succeeded"  # the reply landed
+    assert step_log(saga.state)["charge_payment"]["status"] == "succeeded"  # the reply landed
     assert Charge.objects.filter(saga_id=command.saga_id).count() == 1  # charged once
     if stored is not None:  # answered from the stored reply
         reply = PaymentStepRecord.objects.get(saga_id=command.saga_id).action_reply

@@ -19,7 +19,7 @@ from django.utils import timezone
 from orders.saga import ORDER_SAGA
 from sagas import checks, registry, store, transport
 from sagas.core.definition import SagaDefinition, StepKind
-from sagas.core.state import SagaStatus
+from sagas.core.state import SagaStatus, step_log
 from sagas.exceptions import SagaActionRejected
 from sagas.messages import Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
@@ -68,7 +68,7 @@ def answers_to_every_running_step(saga_ids: list[uuid.UUID]) -> list[Reply]:
     return [
         Reply(str(saga.id), name, False, step["attempts"], Outcome.OK)
         for saga in Saga.objects.filter(id__in=saga_ids)
-        for name, step in saga.state["steps"].items()
+        for name, step in step_log(saga.state).items()
         if step["status"] == "running"
     ]
 
@@ -149,7 +149,7 @@ def test_a_saga_of_an_unregistered_version_is_parked_with_an_engine_error_and_th
     error = SagaEvent.objects.get(saga=lost, kind="engine_error").detail["error"]
     assert "saga type 'order' has no version 3 registered (registered: v1)" in error
     assert fine.status == "running"
-    assert fine.state["steps"]["schedule_shipment"]["status"] == "running"
+    assert step_log(fine.state)["schedule_shipment"]["status"] == "running"
 
 
 def test_an_operator_action_on_a_saga_of_an_unregistered_version_is_rejected_with_a_409() -> None:

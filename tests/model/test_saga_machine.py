@@ -60,7 +60,7 @@ from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
 from payments.services import TEST_CARDS, tokenize_card
 from sagas import participant, registry, store, transport
 from sagas.core.definition import MAX_DEADLINE_GROWTH, RetryPolicy, SagaDefinition, StepKind
-from sagas.core.state import SagaStatus, StepStatus
+from sagas.core.state import SagaStatus, StepStatus, step_log
 from sagas.exceptions import SagaActionRejected
 from sagas.messages import Command, Outcome, Reply
 from sagas.models import Saga, SagaEvent, SagaReply
@@ -190,9 +190,11 @@ def advance_clock(seconds: float) -> None:
     """
     with transaction.atomic():
         for saga in Saga.objects.select_for_update().order_by("id"):
-            for step in saga.state["steps"].values():
-                if step.get("due") is not None:
+            steps = step_log(saga.state)
+            for step in steps.values():
+                if step["due"] is not None:
                     step["due"] -= seconds
+            saga.state = dict(saga.state, steps=steps)
             if saga.due_at is not None:
                 saga.due_at -= timedelta(seconds=seconds)
             saga.save(update_fields=["state", "due_at"])
@@ -522,14 +524,14 @@ class SagaSystem(RuleBasedStateMachine):
             store.claim("worker-1", CLAIM_ALL, LEASE_SECONDS) if while_a_worker_holds_it else {}
         )
         before = Saga.objects.get(id=saga_id)
-        past_pivot = before.state["steps"]["schedule_shipment"]["status"] == StepStatus.SUCCEEDED
+        past_pivot = step_log(before.state)["schedule_shipment"]["status"] == StepStatus.SUCCEEDED
         try:
             compensate_saga(saga_id=saga_id)
         except SagaActionRejected:
             row = Saga.objects.get(id=saga_id)
             assert not repeat, "a repeated cancel is answered as it is, never rejected"
             assert (
-                row.state["steps"]["schedule_shipment"]["status"] == StepStatus.SUCCEEDED
+                step_log(row.state)["schedule_shipment"]["status"] == StepStatus.SUCCEEDED
                 or row.reason_code
             ), "only a saga past its pivot or already turning back may refuse to compensate"
             fenced_out = 0
@@ -564,7 +566,7 @@ class SagaSystem(RuleBasedStateMachine):
         for saga_id, status, state in Saga.objects.values_list("id", "status", "state"):
             if status in TERMINAL:
                 finished.add(str(saga_id))
-            elif state["steps"]["schedule_shipment"]["status"] == StepStatus.SUCCEEDED:
+            elif step_log(state)["schedule_shipment"]["status"] == StepStatus.SUCCEEDED:
                 past_pivot.add(str(saga_id))
         return sorted(
             self.orders, key=lambda saga_id: (saga_id in finished, saga_id not in past_pivot)

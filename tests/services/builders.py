@@ -14,6 +14,7 @@ from orders.saga import ORDER_SAGA, CardSummary, OrderSagaData, OrderSagaLine, S
 from payments import messages as payment_messages
 from payments import services as payment_services
 from payments import testcards
+from sagas.core.state import step_log
 from sagas.messages import Command, Reply
 from sagas.models import Saga
 from sagas.services import start_saga
@@ -107,4 +108,4 @@ def a_saga_waiting_for_its_charge(card: str = testcards.OK) -> Command:
 
 def charge_status(command: Command) -> str:
     """Where the saga of `command` stands with its charge step."""
-    return Saga.objects.get(id=command.saga_id).state["steps"]["charge_payment"]["status"]
+    return step_log(Saga.objects.get(id=command.saga_id).state)["charge_payment"]["status"]

@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from pytest_django.asserts import assertContains
 
+from sagas.core.state import step_log
 from sagas.models import Saga, SagaEvent
 from sagas.services import start_saga
 
@@ -54,9 +55,10 @@ def charged_in_35_ms_and_refused_stock() -> Saga:
         step="charge_payment",
         attempt=1,
     )
-    steps = saga.state["steps"]
+    steps = step_log(saga.state)
     steps["charge_payment"].update(status="succeeded")
     steps["reserve_stock"].update(status="refused", error="out_of_stock")
+    saga.state = dict(saga.state, steps=steps)
     Saga.objects.filter(id=saga.id).update(state=saga.state)
     return saga
 
