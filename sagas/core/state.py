@@ -117,8 +117,7 @@ assert sorted(STORED_ORDER) == sorted(_STEP_DEFAULTS)
 
 def _stored(step: StepState) -> list[Any]:
     """e.g. `["running", 1, 1795000000.25]`, `["succeeded", 1]`, `["pending"]`."""
-    fields = asdict(step)
-    values = [step.status.value] + [fields[name] for name in STORED_ORDER[1:]]
+    values = [step.status.value] + [getattr(step, name) for name in STORED_ORDER[1:]]
     while len(values) > 1 and _is_default(STORED_ORDER[len(values) - 1], values[-1]):
         values.pop()
     return values
