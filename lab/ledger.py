@@ -3,7 +3,8 @@ runs on several hosts (lab.hosts).
 
 Triggers write one row per saga in each decision a saga worker commits (its events, tagged with
 the connection's `application_name`) and one row per command effect a service commits (an
-action's or a compensation's reply stored in a step record). A row commits or rolls back with
+action's or a compensation's reply stored in a step record, by the update or the insert that
+stores it). A row commits or rolls back with
 the work it records, so a host cut off mid-transaction leaves no trace of what it did not
 commit, and a repeated delivery that only returns a stored reply writes nothing. Installed on a
 lab run's own database only (PostgreSQL); no part of the system reads it.
@@ -43,6 +44,7 @@ BEGIN
     INSERT INTO lab_host_work (kind, saga_id, what) VALUES (
         'command', NEW.saga_id,
         TG_TABLE_NAME || ' ' || NEW.step || CASE
+            WHEN TG_OP = 'INSERT' THEN ' action'
             WHEN OLD.compensation_reply IS DISTINCT FROM NEW.compensation_reply
             THEN ' compensation' ELSE ' action' END
     );
@@ -50,10 +52,15 @@ BEGIN
 END $$;
 """
 
+# A reply is stored by an UPDATE of the step's record, or, on an action's first attempt, by the
+# INSERT that creates it (sagas.participant._act_first).
 COMMAND_TRIGGER = """
 CREATE OR REPLACE TRIGGER lab_host_commands AFTER UPDATE ON {table} FOR EACH ROW
     WHEN (OLD.action_reply IS DISTINCT FROM NEW.action_reply
           OR OLD.compensation_reply IS DISTINCT FROM NEW.compensation_reply)
+    EXECUTE FUNCTION lab_host_commands();
+CREATE OR REPLACE TRIGGER lab_host_commands_inserted AFTER INSERT ON {table} FOR EACH ROW
+    WHEN (NEW.action_reply IS NOT NULL)
     EXECUTE FUNCTION lab_host_commands();
 """
 
