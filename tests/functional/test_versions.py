@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 
 from lab.system import System, local_env
+from sagas.core.state import step_log
 from tests.functional.harness import FAST, Api, RunningSystem, postgres_database
 
 pytestmark = pytest.mark.processes
@@ -83,11 +84,12 @@ def test_orders_of_the_old_version_finish_on_it_while_new_orders_run_the_added_s
             wait_for(
                 "the version 1 orders to reach the shipment",
                 lambda: (
-                    db.sql(
-                        "SELECT count(*) FROM sagas_saga WHERE id = ANY(%s::uuid[]) "
-                        "AND state->'steps'->'schedule_shipment'->>'status' = 'running'",
-                        v1_ids,
-                    )[0][0]
+                    sum(
+                        step_log(state)["schedule_shipment"]["status"] == "running"
+                        for (state,) in db.sql(
+                            "SELECT state FROM sagas_saga WHERE id = ANY(%s::uuid[])", v1_ids
+                        )
+                    )
                     == ORDERS
                 ),
             )
