@@ -46,6 +46,8 @@ class Saga(models.Model):
     # The version of the type's definition the saga started with, and is decided by to the end
     # (docs/architecture.md §10). Rows from before versions existed are version 1.
     version = models.PositiveIntegerField(default=1)
+    # Stored as the table's last column (migration 0012): a decision that changes it then logs
+    # the changed columns, not the input before them (docs/architecture.md §7).
     status = models.CharField(
         max_length=16,
         choices=[(s.value, s.value) for s in SagaStatus],

@@ -56,19 +56,20 @@ def set_storage(table: str, params: Params) -> migrations.RunPython:
     """A migration operation that sets `params` on `table` (PostgreSQL, where the table is)."""
 
     def forward(apps: Any, schema_editor: Any) -> None:
-        if _applies(schema_editor, table):
+        if applies(schema_editor, table):
             settings = ", ".join(f"{name} = {value}" for name, value in params.items())
             schema_editor.execute(f"ALTER TABLE {_quoted(schema_editor, table)} SET ({settings})")
 
     def backward(apps: Any, schema_editor: Any) -> None:
-        if _applies(schema_editor, table):
+        if applies(schema_editor, table):
             names = ", ".join(params)
             schema_editor.execute(f"ALTER TABLE {_quoted(schema_editor, table)} RESET ({names})")
 
     return migrations.RunPython(forward, backward)
 
 
-def _applies(schema_editor: Any, table: str) -> bool:
+def applies(schema_editor: Any, table: str) -> bool:
+    """Whether a storage operation on `table` applies here: on PostgreSQL, where the table is."""
     connection = schema_editor.connection
     return connection.vendor == "postgresql" and table in connection.introspection.table_names()
 
