@@ -76,13 +76,15 @@ class SagaState:
     def to_json(self) -> dict[str, Any]:
         """The stored form. A step is a list of its fields in `STORED_ORDER`, without the
         defaults at its end: the saga row is rewritten at every decision, and most of a step's
-        fields are at their defaults most of the time. `step_log` gives the steps back whole."""
-        return {
-            "status": self.status.value,
-            "reason_code": self.reason_code,
-            "reason_message": self.reason_message,
-            "steps": {name: _stored(step) for name, step in self.steps.items()},
-        }
+        fields are at their defaults most of the time. `step_log` gives the steps back whole.
+        A saga that has not turned back stores no reason (`from_json` reads none as none)."""
+        stored: dict[str, Any] = {"status": self.status.value}
+        if self.reason_code is not None:
+            stored["reason_code"] = self.reason_code
+        if self.reason_message:
+            stored["reason_message"] = self.reason_message
+        stored["steps"] = {name: _stored(step) for name, step in self.steps.items()}
+        return stored
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SagaState:

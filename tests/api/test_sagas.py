@@ -26,7 +26,7 @@ def mark(saga_id: str, status: str, reason: str | None = None) -> None:
         name: dict(step, status="succeeded") if status == "completed" else step
         for name, step in step_log(saga.state).items()
     }
-    reason = reason or saga.state["reason_code"]
+    reason = reason or saga.state.get("reason_code")
     Saga.objects.filter(id=saga_id).update(
         status=status,
         reason_code=reason or "",

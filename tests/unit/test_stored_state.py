@@ -65,6 +65,16 @@ def test_a_step_is_stored_as_its_fields_in_order_without_the_defaults_at_the_end
     assert STORED_ORDER[:3] == ("status", "attempts", "due")
 
 
+def test_a_saga_that_has_not_turned_back_stores_no_reason() -> None:
+    forward = SagaState(SagaStatus.RUNNING, {"a": StepState()})
+    back = SagaState(SagaStatus.COMPENSATING, {"a": StepState()}, "out_of_stock", "no stock")
+
+    assert forward.to_json() == {"status": "running", "steps": {"a": ["pending"]}}
+    assert back.to_json()["reason_code"] == "out_of_stock"
+    assert back.to_json()["reason_message"] == "no stock"
+    assert SagaState.from_json(forward.to_json()).reason_code is None
+
+
 def test_the_dict_forms_of_older_rows_are_read() -> None:
     sparse = {"status": "running", "attempts": 1, "due": 5.0}  # fields away from the defaults
     whole = {
