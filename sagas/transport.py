@@ -229,10 +229,30 @@ def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kw
     each a task of its own (merged tasks are not one task's attempt: no acknowledgement)."""
     global _own_tasks
     if _own_tasks and not task.get("success"):
-        if task.get("func") == outbox.TASK:
-            task["ack_id"] = _own_tasks[0]
-        _defer(_own_tasks)
+        if _gone(_own_tasks):
+            # Only the transaction that performs a task's commands deletes its rows, so that
+            # transaction committed: the worker saw an error after it (its connection was cut
+            # during the commit, say). The task is done; a failure recorded for it would stay
+            # on the failed list, since nothing would ever run it again to mend it.
+            log.warning(
+                "a task that failed had been done: its commit went through",
+                extra={"task": task.get("name"), "error": str(task.get("result"))[:200]},
+            )
+            task["success"], task["result"] = True, "done; the worker saw its commit fail"
+        else:
+            if task.get("func") == outbox.TASK:
+                task["ack_id"] = _own_tasks[0]
+            _defer(_own_tasks)
     _own_tasks = []
+
+
+def _gone(rows: list[Any]) -> bool:
+    """Whether none of these queue rows is left (a row another worker holds is still there).
+    False where the database cannot say: the failure then stands, as before."""
+    try:
+        return not OrmQ.objects.using(Conf.ORM).filter(pk__in=rows).exists()
+    except (DatabaseError, InterfaceError):
+        return False
 
 
 def _defer(rows: list[Any]) -> None:

@@ -229,6 +229,26 @@ def test_a_task_that_fails_comes_back_after_retry_and_its_success_mends_the_fail
     assert not Failure.objects.exists()  # the failed list holds no task that was done
 
 
+def test_a_task_whose_commit_went_through_though_its_worker_saw_an_error_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    commands, rows = charge_tasks(1)
+
+    def cut_after_the_commit(what: str) -> None:
+        if what == "executed":  # the task's transaction has committed
+            raise OperationalError("terminating connection due to administrator command")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(cluster, "mark", cut_after_the_commit)
+        done = worker_runs({**SignedPackage.loads(rows[0][1]), "ack_id": rows[0][0]})
+
+    assert done["success"] and "ack_id" not in done
+    assert charge_status(commands[0]) == "succeeded"
+    assert not OrmQ.objects.filter(key="payments").exists()
+    monitor.save_task(done, None)
+    assert not Failure.objects.exists()  # nothing on the failed list that nothing would mend
+
+
 def test_a_failed_tasks_row_that_another_worker_holds_is_left_to_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
