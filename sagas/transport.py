@@ -229,47 +229,45 @@ def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kw
     each a task of its own (merged tasks are not one task's attempt: no acknowledgement)."""
     global _own_tasks
     if _own_tasks and not task.get("success"):
-        if _gone(_own_tasks):
-            # Only the transaction that performs a task's commands deletes its rows, so that
-            # transaction committed: the worker saw an error after it (its connection was cut
-            # during the commit, say). The task is done; a failure recorded for it would stay
-            # on the failed list, since nothing would ever run it again to mend it.
+        left = _defer(_own_tasks)
+        if left == 0:
+            # Only a transaction that performs a task's commands deletes its rows, so one
+            # committed: this one, the worker seeing an error after it (its connection cut
+            # during the commit, say), or a duplicate delivery's. The task is done; a failure
+            # recorded for it would stay on the failed list, since nothing would ever run it
+            # again to mend it.
             log.warning(
                 "a task that failed had been done: its commit went through",
                 extra={"task": task.get("name"), "error": str(task.get("result"))[:200]},
             )
             task["success"], task["result"] = True, "done; the worker saw its commit fail"
-        else:
-            if task.get("func") == outbox.TASK:
-                task["ack_id"] = _own_tasks[0]
-            _defer(_own_tasks)
+        elif task.get("func") == outbox.TASK:
+            task["ack_id"] = _own_tasks[0]
     _own_tasks = []
 
 
-def _gone(rows: list[Any]) -> bool:
-    """Whether none of these queue rows is left (a row another worker holds is still there).
-    False where the database cannot say: the failure then stands, as before."""
-    try:
-        return not OrmQ.objects.using(Conf.ORM).filter(pk__in=rows).exists()
-    except (DatabaseError, InterfaceError):
-        return False
-
-
-def _defer(rows: list[Any]) -> None:
+def _defer(rows: list[Any]) -> int | None:
     """Lock these failed tasks' queue rows for `retry`, as a claim would have: they come back
     then, each marked to have its end recorded (`save`). django-q2 records every failure but,
     with successes not kept (`save_limit` -1), never the success that follows one: the failed
     task would stay on the failed list, and in `saga_failed_tasks`, though done. So marked, the
-    success mends its record, and the list holds the tasks that are failing or failed for good."""
+    success mends its record, and the list holds the tasks that are failing or failed for good.
+
+    A row another worker holds (a duplicate delivery doing its task) is waited for, up to the
+    connection's `lock_timeout`: gone once that delivery commits, deferred if it rolls back.
+    Returns how many rows were left, None where the database could not say."""
     try:
         with transaction.atomic(using=Conf.ORM):
-            # A row another worker holds is being done again: it needs no deferring.
-            free = OrmQ.objects.using(Conf.ORM).select_for_update(skip_locked=True)
-            for row in free.filter(pk__in=rows):
+            left = OrmQ.objects.using(Conf.ORM).select_for_update().filter(pk__in=rows)
+            deferred = 0
+            for row in left.order_by("pk"):
                 task = SignedPackage.loads(row.payload)
                 if not task.get("save"):
                     row.payload = SignedPackage.dumps({**task, "save": True})
                 row.lock = timezone.now() + timedelta(seconds=Conf.RETRY)
                 row.save(update_fields=["payload", "lock"])
+                deferred += 1
+            return deferred
     except (DatabaseError, InterfaceError) as exc:  # then they come back at the next claim
         log.warning("could not defer a failed task", extra={"error": _said(exc)})
+        return None

@@ -249,21 +249,65 @@ def test_a_task_whose_commit_went_through_though_its_worker_saw_an_error_is_done
     assert not Failure.objects.exists()  # nothing on the failed list that nothing would mend
 
 
-def test_a_failed_tasks_row_that_another_worker_holds_is_left_to_it(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("holder_commits", [True, False], ids=["it commits", "it rolls back"])
+def test_a_failed_task_whose_row_a_duplicate_delivery_holds_waits_for_its_end(
+    monkeypatch: pytest.MonkeyPatch, holder_commits: bool
 ) -> None:
-    # Being done again (a duplicate delivery): no deferring, and no waiting for its lock (which
-    # would end in lock_timeout's error).
+    # A duplicate delivery of the task has taken its row (deleted, not yet committed) when this
+    # delivery fails. Its end decides: committed, the task is done and nothing stays on the
+    # failed list; rolled back, the row is deferred and marked to have its end recorded.
     _, rows = charge_tasks(1)
-    before = OrmQ.objects.get(pk=rows[0][0])
+    pk, payload = rows[0]
     with psycopg.connect(**connection.get_connection_params()) as other:
-        other.execute("SELECT id FROM django_q_ormq WHERE id = %s FOR UPDATE", [rows[0][0]])
+        other.execute("DELETE FROM django_q_ormq WHERE id = %s", [pk])
 
-        transport._defer([rows[0][0]])
+        def worker_fails(replies: list[Reply]) -> list[str]:
+            raise TimeoutError
 
-    after = OrmQ.objects.get(pk=rows[0][0])
-    assert (after.lock, after.payload) == (before.lock, before.payload)
-    assert "could not defer a failed task" not in caplog.text
+        with monkeypatch.context() as patched, ThreadPoolExecutor(1) as pool:
+            patched.setattr(store, "land", worker_fails)
+            failing = pool.submit(in_a_thread, {**SignedPackage.loads(payload), "ack_id": pk})
+            wait_for(lambda: waiting_for_a_lock(other), "the failed task waits for the row")
+            assert not failing.done()
+            other.commit() if holder_commits else other.rollback()
+            failed = failing.result(timeout=10)
+
+    monitor.save_task(failed, None)
+    if holder_commits:
+        assert failed["success"] and "ack_id" not in failed
+        assert not OrmQ.objects.filter(key="payments").exists() and not Failure.objects.exists()
+    else:
+        assert not failed["success"] and failed["ack_id"] == pk
+        (row,) = OrmQ.objects.filter(key="payments")
+        assert row.lock > timezone.now() + timedelta(seconds=Conf.RETRY - 5)
+        assert SignedPackage.loads(row.payload) == {**SignedPackage.loads(payload), "save": True}
+        assert Failure.objects.count() == 1
+
+
+def in_a_thread(package: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return worker_runs(package)
+    finally:
+        connection.close()
+
+
+def waiting_for_a_lock(holder: psycopg.Connection) -> bool:
+    """Whether some session waits for a lock that `holder`'s session holds (asked in a
+    transaction of its own: a transaction sees one snapshot of the sessions' activity)."""
+    params = connection.get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as watcher:
+        waiting = watcher.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+            [holder.info.backend_pid],
+        ).fetchall()
+    return bool(waiting)
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.02)
 
 
 def reserve(sku: str) -> Command:
