@@ -21,9 +21,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, connections, router, transaction
+from django.db.models import F
 from django.utils import timezone
 from django_q.conf import Conf
-from django_q.models import OrmQ
+from django_q.models import OrmQ, Task
 from django_q.signing import SignedPackage
 
 from sagas import broker, cluster, metrics, outbox, store
@@ -44,6 +45,9 @@ _command_hook: CommandHook | None = None
 # The queue rows of the task this worker process is executing, when the task acknowledges
 # itself (see `take_acknowledgement`): one, or several for tasks the pusher merged.
 _own_tasks: list[Any] = []
+# The id of the task this worker process is executing when its failure was recorded before
+# (it came back marked `save`, see `_defer`): its success mends that record.
+_mending: str | None = None
 
 # A task's queue row (None: a task that does not acknowledge itself) and its commands.
 Part = tuple[Any, list[dict]]
@@ -139,7 +143,19 @@ def _execute(parts: list[Part], savepoints: bool) -> tuple[list[Command], list[R
         # In the saga database's transaction, or in a transaction of its own where the
         # command's service has a database of its own.
         replies = [_run(command, savepoints) for command in commands]
-        return commands, replies, store.land(replies)
+        waiting = store.land(replies)
+        if _mending and taken:
+            _mend(_mending, len(replies))
+        return commands, replies, waiting
+
+
+def _mend(task_id: str, result: int) -> None:
+    """Record a task whose failure was recorded as done, in the transaction that does it. The
+    monitor records it too (`save`), but a monitor whose connection is cut just then logs
+    the error and drops the result: the failure would stay on the list though the task is done."""
+    Task.objects.using(Conf.ORM).filter(id=task_id, success=False).update(
+        success=True, result=result, stopped=timezone.now(), attempt_count=F("attempt_count") + 1
+    )
 
 
 def deliver(replies: list[Reply]) -> None:
@@ -207,9 +223,10 @@ def take_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs:
     The task's queue row is deleted in the transaction that lands its replies, so the monitor
     process is not asked to acknowledge it (one transaction fewer per task). Tasks the pusher
     merged carry their rows in their arguments."""
-    global _own_tasks
+    global _own_tasks, _mending
     cluster.mark("taken")  # the watchdog's sign that the workers reach the task queue
     own = task.get("func")
+    _mending = task["id"] if own == outbox.TASK and task.get("save") else None
     if own == outbox.TASK:
         _own_tasks = [task.pop("ack_id")] if "ack_id" in task else []
     elif own == broker.MERGED_TASKS:
@@ -227,7 +244,8 @@ def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kw
     so django-q2's own rules (redelivery, `max_attempts`) apply to it. Its rows, which a carried
     task was never claimed by, are locked for `retry` as a claim would have: they come back then,
     each a task of its own (merged tasks are not one task's attempt: no acknowledgement)."""
-    global _own_tasks
+    global _own_tasks, _mending
+    _mending = None
     if _own_tasks and not task.get("success"):
         left = _defer(_own_tasks)
         if left == 0:
@@ -246,6 +264,12 @@ def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kw
     _own_tasks = []
 
 
+# How long a failed task waits for its row held by a duplicate delivery, which takes a task's
+# time (milliseconds). The wait holds django-q2's guard off this worker (its hook runs under the
+# worker's timer lock), so it is short; past it the failure stands, as when the database fails.
+DEFER_WAIT_MS = 1000
+
+
 def _defer(rows: list[Any]) -> int | None:
     """Lock these failed tasks' queue rows for `retry`, as a claim would have: they come back
     then, each marked to have its end recorded (`save`). django-q2 records every failure but,
@@ -253,11 +277,16 @@ def _defer(rows: list[Any]) -> int | None:
     task would stay on the failed list, and in `saga_failed_tasks`, though done. So marked, the
     success mends its record, and the list holds the tasks that are failing or failed for good.
 
-    A row another worker holds (a duplicate delivery doing its task) is waited for, up to the
-    connection's `lock_timeout`: gone once that delivery commits, deferred if it rolls back.
-    Returns how many rows were left, None where the database could not say."""
+    A row another worker holds (a duplicate delivery doing its task) is waited for, briefly
+    (`DEFER_WAIT_MS`): gone once that delivery commits, deferred if it rolls back. Returns how many
+    rows were left, None where the database could not say."""
     try:
+        # The task may have failed because its connection was cut: a new one, then.
+        connections[Conf.ORM].close_if_unusable_or_obsolete()
         with transaction.atomic(using=Conf.ORM):
+            if connections[Conf.ORM].vendor == "postgresql":
+                with connections[Conf.ORM].cursor() as cursor:
+                    cursor.execute(f"SET LOCAL lock_timeout = {DEFER_WAIT_MS}")
             left = OrmQ.objects.using(Conf.ORM).select_for_update().filter(pk__in=rows)
             deferred = 0
             for row in left.order_by("pk"):

@@ -18,7 +18,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from django_q import monitor
 from django_q.conf import Conf
-from django_q.models import Failure, OrmQ
+from django_q.models import Failure, OrmQ, Task
 from django_q.signing import SignedPackage
 from prometheus_client import REGISTRY
 
@@ -229,6 +229,58 @@ def test_a_task_that_fails_comes_back_after_retry_and_its_success_mends_the_fail
     assert not Failure.objects.exists()  # the failed list holds no task that was done
 
 
+def test_the_success_of_a_task_that_failed_mends_its_failure_as_it_commits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not only when the monitor saves the success: a monitor whose connection is cut then
+    # drops the result (django-q2 logs "Could not save task result").
+    commands, rows = charge_tasks(1)
+    pk, payload = rows[0]
+    OrmQ.objects.filter(pk=pk).update(lock=timezone.now())
+
+    def worker_fails(replies: list[Reply]) -> list[str]:
+        raise TimeoutError
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "land", worker_fails)
+        failed = worker_runs({**SignedPackage.loads(payload), "ack_id": pk})
+    monitor.save_task(failed, None)
+    (row,) = OrmQ.objects.filter(key="payments")
+
+    done = worker_runs({**SignedPackage.loads(row.payload), "ack_id": row.pk})
+
+    assert done["success"] and charge_status(commands[0]) == "succeeded"
+    assert not Failure.objects.exists()
+    (record,) = Task.objects.all()
+    assert (record.id, record.success, record.result, record.attempt_count) == (
+        failed["id"],
+        True,
+        1,
+        2,
+    )
+
+
+def test_a_task_whose_connection_was_cut_after_its_commit_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker's connection is gone when its hook looks at the task's rows: it takes another.
+    commands, rows = charge_tasks(1)
+
+    def cut_after_the_commit(what: str) -> None:
+        if what == "executed":  # as an operator's pg_terminate_backend would
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(cluster, "mark", cut_after_the_commit)
+        done = worker_runs({**SignedPackage.loads(rows[0][1]), "ack_id": rows[0][0]})
+
+    assert done["success"] and "ack_id" not in done
+    assert charge_status(commands[0]) == "succeeded"
+    monitor.save_task(done, None)
+    assert not Failure.objects.exists()
+
+
 def test_a_task_whose_commit_went_through_though_its_worker_saw_an_error_is_done(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -282,6 +334,31 @@ def test_a_failed_task_whose_row_a_duplicate_delivery_holds_waits_for_its_end(
         assert row.lock > timezone.now() + timedelta(seconds=Conf.RETRY - 5)
         assert SignedPackage.loads(row.payload) == {**SignedPackage.loads(payload), "save": True}
         assert Failure.objects.count() == 1
+
+
+def test_a_failed_task_whose_row_stays_held_past_the_wait_leaves_it_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The wait is short (django-q2's guard waits with it): past it, the failure stands, and the
+    # row comes back at the next claim as it is.
+    _, rows = charge_tasks(1)
+    pk, payload = rows[0]
+    before = OrmQ.objects.get(pk=pk)
+    monkeypatch.setattr(transport, "DEFER_WAIT_MS", 50)
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        other.execute("SELECT id FROM django_q_ormq WHERE id = %s FOR UPDATE", [pk])
+
+        def worker_fails(replies: list[Reply]) -> list[str]:
+            raise TimeoutError
+
+        with monkeypatch.context() as patched:
+            patched.setattr(store, "land", worker_fails)
+            failed = worker_runs({**SignedPackage.loads(payload), "ack_id": pk})
+
+    assert not failed["success"] and failed["ack_id"] == pk
+    after = OrmQ.objects.get(pk=pk)
+    assert (after.lock, after.payload) == (before.lock, before.payload)
+    assert "could not defer a failed task" in caplog.text
 
 
 def in_a_thread(package: dict[str, Any]) -> dict[str, Any]:
