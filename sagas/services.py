@@ -83,7 +83,9 @@ def _operator_action(saga_id: uuid.UUID | str, action: Input) -> Saga:
         except LookupError as exc:  # a deploy removed its version: nothing here can decide it
             raise SagaActionRejected(str(exc)) from None
         was_stuck = saga.status == SagaStatus.STUCK
-        before = saga.state
+        # In the form `apply` stores, whatever form the row holds (an older one, say): a repeat
+        # is a state that did not change, not a state stored anew.
+        before = SagaState.from_json(saga.state).to_json()
         commands, events, rejected = store.apply(saga, [action], now)
         if rejected:
             raise SagaActionRejected(rejected)

@@ -418,3 +418,20 @@ def test_an_operators_decision_clears_the_lease_and_moves_the_fence_one_up() -> 
     saga = Saga.objects.get(id=saga_id)
     assert (saga.lease_owner, saga.lease_until, saga.fence) == ("", None, claimed[saga_id] + 1)
     assert store.process("worker", claimed) == 0  # the worker decided from the state before
+
+
+def test_a_repeated_operators_decision_on_a_row_stored_in_an_older_form_writes_nothing() -> None:
+    # Rows written before the compact form hold each step as a dict of its fields: a repeat is
+    # judged on the state, not on its stored form, so it leaves a worker that holds the saga alone.
+    (saga_id,) = due_sagas(1)
+    compensate_saga(saga_id=saga_id)
+    saga = Saga.objects.get(id=saga_id)
+    saga.state = {**saga.state, "steps": step_log(saga.state)}  # the older form
+    saga.due_at = timezone.now()  # for the worker to claim it
+    saga.save(update_fields=["state", "due_at"])
+    claimed = store.claim("worker", 10, lease_seconds=30)
+
+    compensate_saga(saga_id=saga_id)
+
+    assert Saga.objects.get(id=saga_id).fence == claimed[saga_id]
+    assert store.process("worker", claimed) == 1
