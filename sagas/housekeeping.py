@@ -96,9 +96,9 @@ def purge_finished_sagas(
 
 def _purge_task_records(report: PurgeReport, batch_size: int, dry_run: bool) -> None:
     """django-q2's records of tasks that succeeded before the cutoff. Successes are not kept
-    (`save_limit` -1) but for a failed command task's redelivery, whose success mends its
-    failure record (sagas.transport._defer) and which nothing else would ever delete. Failures
-    stay: they are the operators' list."""
+    (`save_limit` -1) but for a failed command task done later, whose delivery mends its failure
+    record (sagas.transport.TAKE) and which nothing else would ever delete. Failures stay: they
+    are the operators' list."""
     done = Task.objects.using(Conf.ORM).filter(success=True, stopped__lt=report.cutoff)
     if dry_run:
         report.rows[Task._meta.label] += done.count()

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import DatabaseError, InterfaceError, connections, router, transaction
 from django.db.models import F
@@ -45,12 +45,17 @@ _command_hook: CommandHook | None = None
 # The queue rows of the task this worker process is executing, when the task acknowledges
 # itself (see `take_acknowledgement`): one, or several for tasks the pusher merged.
 _own_tasks: list[Any] = []
-# The id of the task this worker process is executing when its failure was recorded before
-# (it came back marked `save`, see `_defer`): its success mends that record.
-_mending: str | None = None
+# The id of the command task this worker process is executing (see `take_acknowledgement`).
+_task_id: str | None = None
 
-# A task's queue row (None: a task that does not acknowledge itself) and its commands.
-Part = tuple[Any, list[dict]]
+
+class Part(NamedTuple):
+    """A task's queue row (None: a task that does not acknowledge itself), its django-q2 id and
+    its commands."""
+
+    row: Any
+    task_id: str | None
+    commands: list[dict]
 
 
 def set_command_hook(hook: CommandHook | None) -> None:
@@ -64,7 +69,7 @@ def execute(batch: list[dict]) -> int:
     A task that acknowledges itself first takes its queue row, in the transaction that lands its
     replies: a row already gone (the task was done) or held (it is being done) ends it here."""
     metrics.TASKS_PER_DELIVERY.observe(1)
-    return _perform([(_own_tasks[0] if _own_tasks else None, batch)])
+    return _perform([Part(_own_tasks[0] if _own_tasks else None, _task_id, batch)])
 
 
 def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
@@ -76,7 +81,8 @@ def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
     merged task itself does not fail, since no record of it would ever be mended: the tasks
     inside are redelivered under their own ids."""
     metrics.TASKS_PER_DELIVERY.observe(len(tasks))
-    parts = [(pk, SignedPackage.loads(payload)["args"][0]) for pk, payload in tasks]
+    packages = [(pk, SignedPackage.loads(payload)) for pk, payload in tasks]
+    parts = [Part(pk, package["id"], package["args"][0]) for pk, package in packages]
     try:
         return _perform(parts)
     except Exception as exc:
@@ -88,9 +94,9 @@ def execute_tasks(tasks: list[tuple[Any, str]]) -> int:
         except Exception as exc:
             log.warning(
                 "a merged task failed alone; it comes back after retry",
-                extra={"task_row": part[0], "error": _said(exc)},
+                extra={"task_row": part.row, "error": _said(exc)},
             )
-            _defer([part[0]])
+            _defer([part.row])
     return done
 
 
@@ -131,31 +137,19 @@ class _Exceptional(Exception):
 
 def _execute(parts: list[Part], savepoints: bool) -> tuple[list[Command], list[Reply], list[str]]:
     with transaction.atomic(using=router.db_for_write(Saga)):
-        rows = [pk for pk, _ in parts if pk is not None]
-        taken = _take(rows) if rows else set()
+        own = [part for part in parts if part.row is not None]
+        taken = _take(own) if own else set()
         commands = [
             Command.from_dict(raw)
-            for pk, batch in parts
-            if pk is None or pk in taken
-            for raw in batch
+            for part in parts
+            if part.row is None or part.row in taken
+            for raw in part.commands
         ]
         lock_first(commands)
         # In the saga database's transaction, or in a transaction of its own where the
         # command's service has a database of its own.
         replies = [_run(command, savepoints) for command in commands]
-        waiting = store.land(replies)
-        if _mending and taken:
-            _mend(_mending, len(replies))
-        return commands, replies, waiting
-
-
-def _mend(task_id: str, result: int) -> None:
-    """Record a task whose failure was recorded as done, in the transaction that does it. The
-    monitor records it too (`save`), but a monitor whose connection is cut just then logs
-    the error and drops the result: the failure would stay on the list though the task is done."""
-    Task.objects.using(Conf.ORM).filter(id=task_id, success=False).update(
-        success=True, result=result, stopped=timezone.now(), attempt_count=F("attempt_count") + 1
-    )
+        return commands, replies, store.land(replies)
 
 
 def deliver(replies: list[Reply]) -> None:
@@ -170,25 +164,44 @@ def deliver(replies: list[Reply]) -> None:
 
 # Deletes the tasks' rows that no other transaction holds. Committed with the replies, the
 # delete is the acknowledgement: a task is done exactly when its replies are in; rolled back with
-# them, the rows are claimed again (sagas.broker).
-TAKE = f"""DELETE FROM {OrmQ._meta.db_table} WHERE id IN (
-    SELECT id FROM {OrmQ._meta.db_table} WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED)
-    RETURNING id"""
+# them, the rows are claimed again (sagas.broker). A task taken whose failure django-q2 recorded
+# (an earlier delivery failed) is recorded as done by the same statement: so it leaves the failed
+# list exactly when it is done, whichever delivery does it (one holding a payload from before
+# the failure, say) and whether or not its monitor then manages to save the result.
+TAKE = f"""WITH taken AS (
+    DELETE FROM {OrmQ._meta.db_table} WHERE id IN (
+        SELECT id FROM {OrmQ._meta.db_table} WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED)
+    RETURNING id
+), mended AS (
+    UPDATE {Task._meta.db_table} AS task
+    SET success = true, result = NULL, stopped = now(), attempt_count = task.attempt_count + 1
+    FROM unnest(%s::bigint[], %s::text[]) AS own(row_id, task_id)
+    WHERE own.row_id IN (SELECT id FROM taken) AND task.id = own.task_id AND NOT task.success
+)
+SELECT id FROM taken"""
 TAKE_ONE = f"DELETE FROM {OrmQ._meta.db_table} WHERE id = %s"  # SQLite: its writers take turns
 
 
-def _take(rows: list[Any]) -> set[Any]:
-    """Take these tasks' queue rows: the ones that were there to take."""
+def _take(parts: list[Part]) -> set[Any]:
+    """Take these tasks' queue rows: the ones that were there to take (TAKE)."""
     connection = connections[Conf.ORM]
+    rows = [part.row for part in parts]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(TAKE, [rows])
+            cursor.execute(TAKE, [rows, rows, [part.task_id for part in parts]])
             return {pk for (pk,) in cursor.fetchall()}
         taken = set()
-        for pk in rows:  # one at a time: only PostgreSQL's pushers merge tasks
-            cursor.execute(TAKE_ONE, [pk])
+        for part in parts:  # one at a time: only PostgreSQL's pushers merge tasks
+            cursor.execute(TAKE_ONE, [part.row])
             if cursor.rowcount == 1:
-                taken.add(pk)
+                taken.add(part.row)
+                failed = Task.objects.using(Conf.ORM).filter(id=part.task_id, success=False)
+                failed.update(
+                    success=True,
+                    result=None,
+                    stopped=timezone.now(),
+                    attempt_count=F("attempt_count") + 1,
+                )
         return taken
 
 
@@ -223,10 +236,10 @@ def take_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kwargs:
     The task's queue row is deleted in the transaction that lands its replies, so the monitor
     process is not asked to acknowledge it (one transaction fewer per task). Tasks the pusher
     merged carry their rows in their arguments."""
-    global _own_tasks, _mending
+    global _own_tasks, _task_id
     cluster.mark("taken")  # the watchdog's sign that the workers reach the task queue
     own = task.get("func")
-    _mending = task["id"] if own == outbox.TASK and task.get("save") else None
+    _task_id = task.get("id")
     if own == outbox.TASK:
         _own_tasks = [task.pop("ack_id")] if "ack_id" in task else []
     elif own == broker.MERGED_TASKS:
@@ -244,8 +257,7 @@ def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kw
     so django-q2's own rules (redelivery, `max_attempts`) apply to it. Its rows, which a carried
     task was never claimed by, are locked for `retry` as a claim would have: they come back then,
     each a task of its own (merged tasks are not one task's attempt: no acknowledgement)."""
-    global _own_tasks, _mending
-    _mending = None
+    global _own_tasks
     if _own_tasks and not task.get("success"):
         left = _defer(_own_tasks)
         if left == 0:
@@ -272,10 +284,8 @@ DEFER_WAIT_MS = 1000
 
 def _defer(rows: list[Any]) -> int | None:
     """Lock these failed tasks' queue rows for `retry`, as a claim would have: they come back
-    then, each marked to have its end recorded (`save`). django-q2 records every failure but,
-    with successes not kept (`save_limit` -1), never the success that follows one: the failed
-    task would stay on the failed list, and in `saga_failed_tasks`, though done. So marked, the
-    success mends its record, and the list holds the tasks that are failing or failed for good.
+    then. (django-q2 records the failure; the delivery that does the task later mends that
+    record, see TAKE.)
 
     A row another worker holds (a duplicate delivery doing its task) is waited for, briefly
     (`DEFER_WAIT_MS`): gone once that delivery commits, deferred if it rolls back. Returns how many
@@ -287,16 +297,8 @@ def _defer(rows: list[Any]) -> int | None:
             if connections[Conf.ORM].vendor == "postgresql":
                 with connections[Conf.ORM].cursor() as cursor:
                     cursor.execute(f"SET LOCAL lock_timeout = {DEFER_WAIT_MS}")
-            left = OrmQ.objects.using(Conf.ORM).select_for_update().filter(pk__in=rows)
-            deferred = 0
-            for row in left.order_by("pk"):
-                task = SignedPackage.loads(row.payload)
-                if not task.get("save"):
-                    row.payload = SignedPackage.dumps({**task, "save": True})
-                row.lock = timezone.now() + timedelta(seconds=Conf.RETRY)
-                row.save(update_fields=["payload", "lock"])
-                deferred += 1
-            return deferred
+            left = OrmQ.objects.using(Conf.ORM).filter(pk__in=rows)
+            return left.update(lock=timezone.now() + timedelta(seconds=Conf.RETRY))
     except (DatabaseError, InterfaceError) as exc:  # then they come back at the next claim
         log.warning("could not defer a failed task", extra={"error": _said(exc)})
         return None
