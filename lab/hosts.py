@@ -263,7 +263,9 @@ class Cutter:
 
     def wait_for_work_in_flight(self) -> None:
         """Hold the cut until A has something to take over: sagas it decided for or ran a
-        command of, unfinished (two, so that one finishing just before the cut leaves one).
+        command of, unfinished (two, so that one finishing just before the cut leaves one; a
+        single one sometimes finished in the moment before the link went down, and nothing was
+        left to take over).
         Within the first second, wait for a moment its saga worker also holds leases, so that
         the takeover by lease expiry is part of the run: it holds them only while it processes
         a batch (milliseconds), and most replies are decided where they land, by the service
@@ -275,11 +277,10 @@ class Cutter:
         while not self.stop.is_set():
             waited = time.monotonic() - started
             self.cut.in_flight = ledger.in_flight(prefix)
-            if self.cut.in_flight and self.holds_leases():
+            enough = self.cut.in_flight >= 2
+            if enough and (waited >= LEASE_WAIT or self.holds_leases()):
                 return
-            if self.cut.in_flight >= 2 and waited >= LEASE_WAIT:
-                return
-            if self.cut.in_flight and self.last_orders_placed():
+            if enough and self.last_orders_placed():
                 return
             if waited >= IN_FLIGHT_WAIT:
                 return
