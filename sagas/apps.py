@@ -11,7 +11,7 @@ class SagasConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_q.signals import post_execute_in_worker, pre_execute
+        from django_q.signals import post_execute, post_execute_in_worker, pre_execute
 
         from sagas import checks as saga_checks
         from sagas import transport
@@ -27,6 +27,7 @@ class SagasConfig(AppConfig):
         post_execute_in_worker.connect(
             transport.give_back_acknowledgement, dispatch_uid="sagas.own_ack_back"
         )
+        post_execute.connect(transport.mend_if_done, dispatch_uid="sagas.mend_if_done")
         # A token or user changed here is forgotten by the token cache at once.
         authentication.connect_signals()
         # After every migrate: a fresh deployment gets the housekeeping schedule unasked.

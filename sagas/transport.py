@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -272,14 +273,36 @@ def give_back_acknowledgement(sender: Any, func: Any, task: dict[str, Any], **kw
             )
             task["success"], task["result"] = True, "done; the worker saw its commit fail"
         elif task.get("func") == outbox.TASK:
-            task["ack_id"] = _own_tasks[0]
+            task["ack_id"] = task["queue_row"] = _own_tasks[0]  # for `mend_if_done`
+        else:
+            # Merged tasks that failed together, cut by django-q2's timeout (a SystemExit, which
+            # `execute_tasks` does not catch): each comes back on its own, under its own id. A
+            # failure recorded under the merged task's id would never be mended.
+            log.warning(
+                "merged tasks failed together; each comes back after retry",
+                extra={"task": task.get("name"), "error": str(task.get("result"))[:200]},
+            )
+            task["success"], task["result"] = True, "not done: each task comes back after retry"
     _own_tasks = []
 
 
-# How long a failed task waits for its row held by a duplicate delivery, which takes a task's
-# time (milliseconds). The wait holds django-q2's guard off this worker (its hook runs under the
-# worker's timer lock), so it is short; past it the failure stands, as when the database fails.
-DEFER_WAIT_MS = 1000
+# How long a failed task's hooks wait for its row held by a duplicate delivery, which takes a
+# task's time (milliseconds). The worker's wait holds django-q2's guard off it (its hook runs
+# under the worker's timer lock), so it is short; past it the failure stands, as when the
+# database fails.
+ROW_WAIT_MS = 1000
+
+
+@contextmanager
+def _waiting_briefly_for_rows() -> Iterator[None]:
+    """A transaction on the broker's database, on a connection that works (the task may have
+    failed because its connection was cut), whose row locks wait `ROW_WAIT_MS` at most."""
+    connections[Conf.ORM].close_if_unusable_or_obsolete()
+    with transaction.atomic(using=Conf.ORM):
+        if connections[Conf.ORM].vendor == "postgresql":
+            with connections[Conf.ORM].cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = {ROW_WAIT_MS}")
+        yield
 
 
 def _defer(rows: list[Any]) -> int | None:
@@ -287,18 +310,39 @@ def _defer(rows: list[Any]) -> int | None:
     then. (django-q2 records the failure; the delivery that does the task later mends that
     record, see TAKE.)
 
-    A row another worker holds (a duplicate delivery doing its task) is waited for, briefly
-    (`DEFER_WAIT_MS`): gone once that delivery commits, deferred if it rolls back. Returns how many
-    rows were left, None where the database could not say."""
+    A row another worker holds (a duplicate delivery doing its task) is waited for, briefly:
+    gone once that delivery commits, deferred if it rolls back. Returns how many rows were left,
+    None where the database could not say."""
     try:
-        # The task may have failed because its connection was cut: a new one, then.
-        connections[Conf.ORM].close_if_unusable_or_obsolete()
-        with transaction.atomic(using=Conf.ORM):
-            if connections[Conf.ORM].vendor == "postgresql":
-                with connections[Conf.ORM].cursor() as cursor:
-                    cursor.execute(f"SET LOCAL lock_timeout = {DEFER_WAIT_MS}")
+        with _waiting_briefly_for_rows():
             left = OrmQ.objects.using(Conf.ORM).filter(pk__in=rows)
             return left.update(lock=timezone.now() + timedelta(seconds=Conf.RETRY))
     except (DatabaseError, InterfaceError) as exc:  # then they come back at the next claim
         log.warning("could not defer a failed task", extra={"error": _said(exc)})
         return None
+
+
+def mend_if_done(sender: Any, task: dict[str, Any], **kwargs: Any) -> None:
+    """django-q2's `post_execute`, in the monitor, once it has saved a task's result: a command
+    task whose failure it has just recorded may have been done meanwhile, its row deferred and
+    then taken by a duplicate delivery whose statement (TAKE) ran before the failure was there to
+    mend. The row tells (waited for while another delivery holds it): gone, the task was done,
+    unless the monitor itself acknowledged it for good (`max_attempts`)."""
+    row = task.get("queue_row")
+    if task.get("success") or row is None:
+        return
+    try:
+        with _waiting_briefly_for_rows():
+            if OrmQ.objects.using(Conf.ORM).select_for_update().filter(pk=row).exists():
+                return  # still to do: its delivery will mend the failure
+            failed = Task.objects.using(Conf.ORM).filter(id=task["id"], success=False)
+            if Conf.MAX_ATTEMPTS > 0:
+                failed = failed.filter(attempt_count__lt=Conf.MAX_ATTEMPTS)
+            mended = failed.update(success=True, result=None, stopped=timezone.now())
+    except (DatabaseError, InterfaceError) as exc:
+        log.warning("could not look at a failed task's row", extra={"error": _said(exc)})
+        return
+    if mended:
+        log.warning(
+            "a task that failed had been done by another delivery", extra={"task": task.get("name")}
+        )

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_q import monitor
 from django_q.conf import Conf
 from django_q.models import Failure, OrmQ, Task
+from django_q.signals import post_execute
 from django_q.signing import SignedPackage
 from prometheus_client import REGISTRY
 
@@ -256,6 +257,89 @@ def test_the_delivery_that_does_a_failed_task_mends_its_failure_as_it_commits(
     assert (record.id, record.success, record.attempt_count) == (failed["id"], True, 2)
 
 
+def test_merged_tasks_cut_by_the_timeout_leave_no_failure_and_come_back_each_alone() -> None:
+    _, rows = charge_tasks(2)
+    (task,) = broker.merged(rows, "payments")
+    package = {**SignedPackage.loads(task[1]), "ack_id": task[0]}
+    transport.take_acknowledgement(None, package["func"], package)
+    # django-q2's timeout strikes (a SystemExit) before the body's transaction commits.
+    package.update(result="Task exceeded maximum timeout value", success=False)
+    package["stopped"] = timezone.now()
+    transport.give_back_acknowledgement(None, package["func"], package)
+
+    monitor_saves(package)
+
+    assert not Failure.objects.exists()  # no failure under the merged task's id, never mended
+    left = OrmQ.objects.filter(key="payments").order_by("id")
+    assert [row.pk for row in left] == [pk for pk, _ in rows]
+    assert all(row.lock > timezone.now() + timedelta(seconds=Conf.RETRY - 5) for row in left)
+
+
+def test_a_failure_recorded_after_a_duplicate_delivery_did_the_task_is_mended_by_the_monitor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The duplicate took the deferred row before the monitor saved the failure: its statement
+    # had nothing to mend. The monitor, once it has saved the failure, finds the row gone.
+    commands, rows = charge_tasks(1)
+    pk, payload = rows[0]
+
+    def worker_fails(replies: list[Reply]) -> list[str]:
+        raise TimeoutError
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "land", worker_fails)
+        failed = worker_runs({**SignedPackage.loads(payload), "ack_id": pk})
+    assert OrmQ.objects.filter(pk=pk).exists()  # deferred
+    assert worker_runs({**SignedPackage.loads(payload), "ack_id": pk})["success"]
+
+    monitor_saves(failed)
+
+    assert charge_status(commands[0]) == "succeeded"
+    assert not Failure.objects.exists()
+
+
+def test_a_failure_whose_task_is_still_to_do_or_failed_for_good_stays_on_the_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, rows = charge_tasks(2)
+
+    def worker_fails(replies: list[Reply]) -> list[str]:
+        raise TimeoutError
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "land", worker_fails)
+        to_do, for_good = (
+            worker_runs({**SignedPackage.loads(payload), "ack_id": pk}) for pk, payload in rows
+        )
+    # The second has failed `max_attempts` times: the monitor deletes its row (acknowledges it).
+    Task.objects.create(
+        id=for_good["id"],
+        name=for_good["name"],
+        func=for_good["func"],
+        started=timezone.now(),
+        stopped=timezone.now(),
+        success=False,
+        attempt_count=Conf.MAX_ATTEMPTS - 1,
+    )
+    OrmQ.objects.filter(pk=rows[1][0]).delete()
+    del for_good["ack_id"]  # acknowledged: deleted above
+
+    monitor_saves(to_do)
+    monitor_saves(for_good)
+
+    assert sorted(Failure.objects.values_list("id", flat=True)) == sorted(
+        [to_do["id"], for_good["id"]]
+    )
+
+
+def monitor_saves(task: dict[str, Any]) -> None:
+    """What django-q2's monitor does with a result from its workers: save it, acknowledge it
+    (here: nothing to acknowledge for a failure), then send `post_execute`."""
+    monitor.save_task(task, None)
+    task.pop("ack_id", None)
+    post_execute.send(sender="django_q", task=task)
+
+
 def test_a_delivery_that_finds_the_task_done_mends_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -361,7 +445,7 @@ def test_a_failed_task_whose_row_stays_held_past_the_wait_leaves_it_as_it_is(
     _, rows = charge_tasks(1)
     pk, payload = rows[0]
     before = OrmQ.objects.get(pk=pk)
-    monkeypatch.setattr(transport, "DEFER_WAIT_MS", 50)
+    monkeypatch.setattr(transport, "ROW_WAIT_MS", 50)
     with psycopg.connect(**connection.get_connection_params()) as other:
         other.execute("SELECT id FROM django_q_ormq WHERE id = %s FOR UPDATE", [pk])
 
