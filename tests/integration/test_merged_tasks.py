@@ -80,6 +80,17 @@ def worker_runs(package: dict[str, Any]) -> dict[str, Any]:
     return package
 
 
+def fails(monkeypatch: pytest.MonkeyPatch, task: tuple[int, str]) -> dict[str, Any]:
+    """A delivery of `task` (its row and payload) whose landing fails, as its worker ends it."""
+
+    def landing_fails(replies: list[Reply]) -> list[str]:
+        raise TimeoutError
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "land", landing_fails)
+        return worker_runs({**SignedPackage.loads(task[1]), "ack_id": task[0]})
+
+
 @pytest.fixture
 def carried_to_a_pusher() -> Iterator[Callable[[list[tuple[int, str]]], PostgresBroker]]:
     """The payments queue's broker, listening, past its first look, to which the notifications
@@ -207,12 +218,7 @@ def test_a_task_that_fails_comes_back_after_retry_and_its_success_mends_the_fail
     commands, rows = charge_tasks(1)
     OrmQ.objects.filter(pk=rows[0][0]).update(lock=timezone.now())
 
-    def worker_fails(replies: list[Reply]) -> list[str]:
-        raise TimeoutError
-
-    with monkeypatch.context() as patched:
-        patched.setattr(store, "land", worker_fails)
-        failed = worker_runs({**SignedPackage.loads(rows[0][1]), "ack_id": rows[0][0]})
+    failed = fails(monkeypatch, rows[0])
 
     # django-q2's own rules apply to it again (attempts, acknowledging failures), and its row
     # comes back after retry.
@@ -240,12 +246,7 @@ def test_the_delivery_that_does_a_failed_task_mends_its_failure_as_it_commits(
     pk, payload = rows[0]
     OrmQ.objects.filter(pk=pk).update(lock=timezone.now())
 
-    def worker_fails(replies: list[Reply]) -> list[str]:
-        raise TimeoutError
-
-    with monkeypatch.context() as patched:
-        patched.setattr(store, "land", worker_fails)
-        failed = worker_runs({**SignedPackage.loads(payload), "ack_id": pk})
+    failed = fails(monkeypatch, (pk, payload))
     monitor.save_task(failed, None)
     assert Failure.objects.count() == 1
 
@@ -283,12 +284,7 @@ def test_a_failure_recorded_after_a_duplicate_delivery_did_the_task_is_mended_by
     commands, rows = charge_tasks(1)
     pk, payload = rows[0]
 
-    def worker_fails(replies: list[Reply]) -> list[str]:
-        raise TimeoutError
-
-    with monkeypatch.context() as patched:
-        patched.setattr(store, "land", worker_fails)
-        failed = worker_runs({**SignedPackage.loads(payload), "ack_id": pk})
+    failed = fails(monkeypatch, (pk, payload))
     assert OrmQ.objects.filter(pk=pk).exists()  # deferred
     assert worker_runs({**SignedPackage.loads(payload), "ack_id": pk})["success"]
 
@@ -303,14 +299,7 @@ def test_a_failure_whose_task_is_still_to_do_or_failed_for_good_stays_on_the_lis
 ) -> None:
     _, rows = charge_tasks(2)
 
-    def worker_fails(replies: list[Reply]) -> list[str]:
-        raise TimeoutError
-
-    with monkeypatch.context() as patched:
-        patched.setattr(store, "land", worker_fails)
-        to_do, for_good = (
-            worker_runs({**SignedPackage.loads(payload), "ack_id": pk}) for pk, payload in rows
-        )
+    to_do, for_good = (fails(monkeypatch, row) for row in rows)
     # The second has failed `max_attempts` times: the monitor deletes its row (acknowledges it).
     Task.objects.create(
         id=for_good["id"],
@@ -348,12 +337,7 @@ def test_a_delivery_that_finds_the_task_done_mends_nothing(
     _, rows = charge_tasks(1)
     pk, payload = rows[0]
 
-    def worker_fails(replies: list[Reply]) -> list[str]:
-        raise TimeoutError
-
-    with monkeypatch.context() as patched:
-        patched.setattr(store, "land", worker_fails)
-        failed = worker_runs({**SignedPackage.loads(payload), "ack_id": pk})
+    failed = fails(monkeypatch, (pk, payload))
     monitor.save_task(failed, None)
     OrmQ.objects.filter(pk=pk).delete()
 
@@ -408,18 +392,14 @@ def test_a_failed_task_whose_row_a_duplicate_delivery_holds_waits_for_its_end(
 ) -> None:
     # A duplicate delivery of the task has taken its row (deleted, not yet committed) when this
     # delivery fails. Its end decides: committed, the task is done and nothing stays on the
-    # failed list; rolled back, the row is deferred and marked to have its end recorded.
+    # failed list; rolled back, the row is deferred.
     _, rows = charge_tasks(1)
     pk, payload = rows[0]
     with psycopg.connect(**connection.get_connection_params()) as other:
         other.execute("DELETE FROM django_q_ormq WHERE id = %s", [pk])
 
-        def worker_fails(replies: list[Reply]) -> list[str]:
-            raise TimeoutError
-
-        with monkeypatch.context() as patched, ThreadPoolExecutor(1) as pool:
-            patched.setattr(store, "land", worker_fails)
-            failing = pool.submit(in_a_thread, {**SignedPackage.loads(payload), "ack_id": pk})
+        with ThreadPoolExecutor(1) as pool:
+            failing = pool.submit(in_a_thread, lambda: fails(monkeypatch, rows[0]))
             wait_for(lambda: waiting_for_a_lock(other), "the failed task waits for the row")
             assert not failing.done()
             other.commit() if holder_commits else other.rollback()
@@ -443,18 +423,13 @@ def test_a_failed_task_whose_row_stays_held_past_the_wait_leaves_it_as_it_is(
     # The wait is short (django-q2's guard waits with it): past it, the failure stands, and the
     # row comes back at the next claim as it is.
     _, rows = charge_tasks(1)
-    pk, payload = rows[0]
+    pk = rows[0][0]
     before = OrmQ.objects.get(pk=pk)
     monkeypatch.setattr(transport, "ROW_WAIT_MS", 50)
     with psycopg.connect(**connection.get_connection_params()) as other:
         other.execute("SELECT id FROM django_q_ormq WHERE id = %s FOR UPDATE", [pk])
 
-        def worker_fails(replies: list[Reply]) -> list[str]:
-            raise TimeoutError
-
-        with monkeypatch.context() as patched:
-            patched.setattr(store, "land", worker_fails)
-            failed = worker_runs({**SignedPackage.loads(payload), "ack_id": pk})
+        failed = fails(monkeypatch, rows[0])
 
     assert not failed["success"] and failed["ack_id"] == pk
     after = OrmQ.objects.get(pk=pk)
@@ -462,9 +437,9 @@ def test_a_failed_task_whose_row_stays_held_past_the_wait_leaves_it_as_it_is(
     assert "could not defer a failed task" in caplog.text
 
 
-def in_a_thread(package: dict[str, Any]) -> dict[str, Any]:
+def in_a_thread(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
-        return worker_runs(package)
+        return call()
     finally:
         connection.close()
 
