@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rest_framework import serializers
 
@@ -12,7 +12,38 @@ from sagas.models import Saga, SagaEvent
 SAGA_STATUSES = [status.value for status in SagaStatus]
 
 
-class StepSerializer(serializers.Serializer):
+class FieldsMadeOnce(serializers.Serializer):
+    """A serializer whose fields are made once for its class; each instance gets shallow copies.
+
+    DRF deep-copies the declared fields for every instance, and a field's deep copy runs its
+    `__init__` again, building its validators anew: for an order's body (three nested
+    serializers, fifteen fields) that was about a sixth of the web process's CPU per order. A
+    copy shares with the others only what validation reads and never changes (validators,
+    error messages, compiled patterns); `bind` gives it its own name and parent. A list's
+    child is copied likewise, and a nested serializer makes its own fields from its class's.
+    For serializers whose fields do not depend on the instance (its context, say)."""
+
+    _made: ClassVar[dict[type, dict[str, Any]]] = {}
+
+    def get_fields(self) -> dict[str, Any]:
+        made = FieldsMadeOnce._made.get(type(self))
+        if made is None:  # two threads may both make them: either set serves
+            made = FieldsMadeOnce._made[type(self)] = super().get_fields()
+        return {name: copied(field) for name, field in made.items()}
+
+
+def copied(field: Any) -> Any:
+    """A shallow copy of `field` for one serializer instance, with a copy of its child."""
+    copy_ = object.__new__(type(field))  # what copy.copy does, without its generic steps
+    copy_.__dict__.update(field.__dict__)
+    child = getattr(field, "child", None)
+    if child is not None:
+        copy_.child = copied(child)
+        copy_.child.parent = copy_  # bound to the list already: its name and source are ""
+    return copy_
+
+
+class StepSerializer(FieldsMadeOnce):
     """One step of the saga as its step log holds it (`step_log(saga.state)`)."""
 
     name = serializers.CharField(read_only=True)
@@ -21,7 +52,7 @@ class StepSerializer(serializers.Serializer):
     compensation_attempts = serializers.IntegerField(read_only=True)
 
 
-class ReasonSerializer(serializers.Serializer):
+class ReasonSerializer(FieldsMadeOnce):
     code = serializers.CharField(read_only=True, help_text="e.g. payment_declined, out_of_stock")
     message = serializers.CharField(read_only=True)
 
@@ -44,7 +75,7 @@ def reason_of(saga: Saga) -> dict[str, str] | None:
     return {"code": saga.reason_code, "message": saga.reason_message}
 
 
-class SagaSerializer(serializers.Serializer):
+class SagaSerializer(FieldsMadeOnce):
     """A saga in the operators' list."""
 
     id = serializers.UUIDField(read_only=True)
@@ -78,7 +109,7 @@ class SagaSerializer(serializers.Serializer):
         return super().to_representation(view)
 
 
-class SagaEventSerializer(serializers.Serializer):
+class SagaEventSerializer(FieldsMadeOnce):
     id = serializers.IntegerField(read_only=True)
     at = serializers.DateTimeField(read_only=True)
     kind = serializers.CharField(read_only=True, help_text="e.g. step_succeeded")
@@ -117,7 +148,7 @@ class SagaDetailSerializer(SagaSerializer):
         return view
 
 
-class SagaActionResultSerializer(serializers.Serializer):
+class SagaActionResultSerializer(FieldsMadeOnce):
     """What an operator action left: the saga's status and steps. A repeat answers the same."""
 
     id = serializers.UUIDField(read_only=True)

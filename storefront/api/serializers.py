@@ -10,7 +10,13 @@ from typing import Any
 from rest_framework import serializers
 
 from orders.saga import OrderSagaData
-from sagas.api.serializers import ReasonSerializer, StepSerializer, reason_of, steps_of
+from sagas.api.serializers import (
+    FieldsMadeOnce,
+    ReasonSerializer,
+    StepSerializer,
+    reason_of,
+    steps_of,
+)
 from sagas.core.state import SagaStatus
 from sagas.models import Saga
 from storefront.api.countries import COUNTRY_CODES
@@ -27,7 +33,7 @@ SKU_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"
 CURRENCY_PATTERN = r"\A[A-Z]{3}\Z"
 
 
-class StrictSerializer(serializers.Serializer):
+class StrictSerializer(FieldsMadeOnce):
     """Rejects fields it does not know, so a typo is an error rather than silently ignored."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -41,7 +47,7 @@ class StrictSerializer(serializers.Serializer):
 # --- Products -------------------------------------------------------------------------------
 
 
-class ProductSerializer(serializers.Serializer):
+class ProductSerializer(FieldsMadeOnce):
     sku = serializers.CharField(read_only=True)
     name = serializers.CharField(read_only=True)
     price = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
@@ -118,7 +124,7 @@ class OrderCreateSerializer(StrictSerializer):
 ACCEPTED_STATUSES = [SagaStatus.PENDING.value]
 
 
-class OrderAcceptedSerializer(serializers.Serializer):
+class OrderAcceptedSerializer(FieldsMadeOnce):
     order_id = serializers.UUIDField(read_only=True)
     saga_id = serializers.UUIDField(read_only=True)
     status = serializers.ChoiceField(choices=ACCEPTED_STATUSES, read_only=True)
@@ -138,18 +144,18 @@ def is_finished(saga: Saga) -> bool:
     return SagaStatus(saga.status).terminal
 
 
-class OrderLineSerializer(serializers.Serializer):
+class OrderLineSerializer(FieldsMadeOnce):
     sku = serializers.CharField(read_only=True)
     quantity = serializers.IntegerField(read_only=True)
     unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
 
 
-class CardSerializer(serializers.Serializer):
+class CardSerializer(FieldsMadeOnce):
     brand = serializers.CharField(read_only=True)
     last4 = serializers.CharField(read_only=True)
 
 
-class ShippingAddressSerializer(serializers.Serializer):
+class ShippingAddressSerializer(FieldsMadeOnce):
     name = serializers.CharField(read_only=True)
     line1 = serializers.CharField(read_only=True)
     city = serializers.CharField(read_only=True)
@@ -157,7 +163,7 @@ class ShippingAddressSerializer(serializers.Serializer):
     country = serializers.CharField(read_only=True)
 
 
-class OrderSerializer(serializers.Serializer):
+class OrderSerializer(FieldsMadeOnce):
     """An order as its owner sees it, read from its saga."""
 
     order_id = serializers.UUIDField(read_only=True)
