@@ -16,8 +16,8 @@ class FieldsMadeOnce(serializers.Serializer):
     """A serializer whose fields are made once for its class; each instance gets shallow copies.
 
     DRF deep-copies the declared fields for every instance, and a field's deep copy runs its
-    `__init__` again, building its validators anew: for an order's body (three nested
-    serializers, fifteen fields) that was about a sixth of the web process's CPU per order. A
+    `__init__` again, building its validators anew: for an order's body (a list, three nested
+    serializers, twelve fields) that was about a sixth of the web process's CPU per order. A
     copy shares with the others only what validation reads and never changes (validators,
     error messages, compiled patterns); `bind` gives it its own name and parent. A list's
     child is copied likewise, and a nested serializer makes its own fields from its class's.
