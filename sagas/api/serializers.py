@@ -1,4 +1,5 @@
-"""Response shapes of the operators' saga API: a saga, its step log and its event timeline."""
+"""Response shapes of the operators' saga API: a saga, its step log and its event timeline; and
+`FieldsMadeOnce`, the base of every serializer the API runs."""
 
 from __future__ import annotations
 
