@@ -60,9 +60,14 @@ def delivered() -> tuple[float, float]:
 def run_merged(task: tuple[int, str]) -> int:
     """What a worker does with a task the pusher handed on (its row and payload): how many
     commands it performed."""
-    done = worker_runs({**SignedPackage.loads(task[1]), "ack_id": task[0]})
+    done = worker_runs(handed(task))
     assert done["success"], done["result"]
     return int(done["result"])
+
+
+def handed(task: tuple[int, str]) -> dict[str, Any]:
+    """`task` (its row and payload) as its pusher hands it to a worker."""
+    return {**SignedPackage.loads(task[1]), "ack_id": task[0]}
 
 
 def worker_runs(package: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +93,7 @@ def fails(monkeypatch: pytest.MonkeyPatch, task: tuple[int, str]) -> dict[str, A
 
     with monkeypatch.context() as patched:
         patched.setattr(store, "land", landing_fails)
-        return worker_runs({**SignedPackage.loads(task[1]), "ack_id": task[0]})
+        return worker_runs(handed(task))
 
 
 @pytest.fixture
@@ -229,7 +234,7 @@ def test_a_task_that_fails_comes_back_after_retry_and_its_success_mends_the_fail
     monitor.save_task(failed, None)
     assert Failure.objects.count() == 1
 
-    done = worker_runs({**SignedPackage.loads(row.payload), "ack_id": row.pk})
+    done = worker_runs(handed((row.pk, row.payload)))
 
     assert done["success"] and charge_status(commands[0]) == "succeeded"
     monitor.save_task(done, None)
@@ -242,15 +247,14 @@ def test_the_delivery_that_does_a_failed_task_mends_its_failure_as_it_commits(
     # Whichever delivery it is (this one holds the payload from before the failure, as a
     # duplicate would), and with no save of its result by the monitor (one whose connection is
     # cut drops it: django-q2 logs "Could not save task result").
-    commands, rows = charge_tasks(1)
-    pk, payload = rows[0]
-    OrmQ.objects.filter(pk=pk).update(lock=timezone.now())
+    commands, (task,) = charge_tasks(1)
+    OrmQ.objects.filter(pk=task[0]).update(lock=timezone.now())
 
-    failed = fails(monkeypatch, (pk, payload))
+    failed = fails(monkeypatch, task)
     monitor.save_task(failed, None)
     assert Failure.objects.count() == 1
 
-    done = worker_runs({**SignedPackage.loads(payload), "ack_id": pk})
+    done = worker_runs(handed(task))
 
     assert done["success"] and charge_status(commands[0]) == "succeeded"
     assert not Failure.objects.exists()
@@ -261,7 +265,7 @@ def test_the_delivery_that_does_a_failed_task_mends_its_failure_as_it_commits(
 def test_merged_tasks_cut_by_the_timeout_leave_no_failure_and_come_back_each_alone() -> None:
     _, rows = charge_tasks(2)
     (task,) = broker.merged(rows, "payments")
-    package = {**SignedPackage.loads(task[1]), "ack_id": task[0]}
+    package = handed(task)
     transport.take_acknowledgement(None, package["func"], package)
     # django-q2's timeout strikes (a SystemExit) before the body's transaction commits.
     package.update(result="Task exceeded maximum timeout value", success=False)
@@ -281,12 +285,11 @@ def test_a_failure_recorded_after_a_duplicate_delivery_did_the_task_is_mended_by
 ) -> None:
     # The duplicate took the deferred row before the monitor saved the failure: its statement
     # had nothing to mend. The monitor, once it has saved the failure, finds the row gone.
-    commands, rows = charge_tasks(1)
-    pk, payload = rows[0]
+    commands, (task,) = charge_tasks(1)
 
-    failed = fails(monkeypatch, (pk, payload))
-    assert OrmQ.objects.filter(pk=pk).exists()  # deferred
-    assert worker_runs({**SignedPackage.loads(payload), "ack_id": pk})["success"]
+    failed = fails(monkeypatch, task)
+    assert OrmQ.objects.filter(pk=task[0]).exists()  # deferred
+    assert worker_runs(handed(task))["success"]
 
     monitor_saves(failed)
 
@@ -334,14 +337,13 @@ def test_a_delivery_that_finds_the_task_done_mends_nothing(
 ) -> None:
     # Its row gone, it did not do the task: a failure recorded for it stands until the delivery
     # that does it commits (or was mended when that one committed).
-    _, rows = charge_tasks(1)
-    pk, payload = rows[0]
+    _, (task,) = charge_tasks(1)
 
-    failed = fails(monkeypatch, (pk, payload))
+    failed = fails(monkeypatch, task)
     monitor.save_task(failed, None)
-    OrmQ.objects.filter(pk=pk).delete()
+    OrmQ.objects.filter(pk=task[0]).delete()
 
-    assert worker_runs({**SignedPackage.loads(payload), "ack_id": pk})["result"] == 0
+    assert worker_runs(handed(task))["result"] == 0
     assert Failure.objects.count() == 1
 
 
@@ -358,7 +360,7 @@ def test_a_task_whose_connection_was_cut_after_its_commit_is_done(
 
     with monkeypatch.context() as patched:
         patched.setattr(cluster, "mark", cut_after_the_commit)
-        done = worker_runs({**SignedPackage.loads(rows[0][1]), "ack_id": rows[0][0]})
+        done = worker_runs(handed(rows[0]))
 
     assert done["success"] and "ack_id" not in done
     assert charge_status(commands[0]) == "succeeded"
@@ -377,7 +379,7 @@ def test_a_task_whose_commit_went_through_though_its_worker_saw_an_error_is_done
 
     with monkeypatch.context() as patched:
         patched.setattr(cluster, "mark", cut_after_the_commit)
-        done = worker_runs({**SignedPackage.loads(rows[0][1]), "ack_id": rows[0][0]})
+        done = worker_runs(handed(rows[0]))
 
     assert done["success"] and "ack_id" not in done
     assert charge_status(commands[0]) == "succeeded"
