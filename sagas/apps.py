@@ -13,10 +13,11 @@ class SagasConfig(AppConfig):
     def ready(self) -> None:
         from django_q.signals import post_execute, post_execute_in_worker, pre_execute
 
+        from sagas import bulk, transport
         from sagas import checks as saga_checks
-        from sagas import transport
         from sagas.api import authentication
 
+        bulk.keep_long_statements_parsed()
         checks.register(saga_checks.check_settings, saga_checks.TAG)
         checks.register(saga_checks.check_definitions, saga_checks.TAG)
         # It reads the saga table: tagged `database`, so that Django runs it only when given

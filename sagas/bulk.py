@@ -5,13 +5,32 @@ fields. Each value is prepared by its field, as the ORM writes and reads it."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from django.db import connections
+from psycopg import _queries
 
 # One write of a statement that makes several (`together`): a name, a data-modifying query
 # (INSERT, UPDATE or DELETE, with RETURNING where a later part reads it) and its parameters.
 Write = tuple[str, str, list[Any]]
+
+
+def keep_long_statements_parsed() -> None:
+    """Let psycopg keep its parse of the hot path's long statements (once per process).
+
+    psycopg turns a statement's `%s` into `$n` by parsing its text, and keeps the parse only for
+    texts of at most 50 parameters and 4,096 bytes, 128 texts in all. A decision over several
+    sagas (`together`) is often longer (a quarter of them at c=64, up to about 500 parameters
+    and 6 KB), so it was parsed again on every execution: about 6 % of a service cluster's CPU
+    under load. Its texts are few (about 120 at c=64: one per count of sagas, events and
+    tasks), so parses of texts up to 8 KiB and 500 parameters are kept, 256 texts in all: about
+    90 KB for the largest, a few megabytes per process in practice. The limits are psycopg's
+    module globals, read on every call; tests/integration/test_bulk.py checks that such a
+    statement is parsed once."""
+    _queries.MAX_CACHED_STATEMENT_LENGTH = 8192
+    _queries.MAX_CACHED_STATEMENT_PARAMS = 500
+    _queries._query2pg = lru_cache(maxsize=256)(_queries._query2pg_nocache)
 
 
 def insert(
