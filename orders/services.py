@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
+from django.utils import timezone
 
 from orders.exceptions import OrderStateConflict
 from orders.models import Order, OrderLine
@@ -88,7 +89,27 @@ def approve_order(*, order_id: UUID) -> Order:
 
 
 def _move(*, order_id: UUID, to: Order.Status, forbidden_from: Order.Status) -> Order:
-    with transaction.atomic(using=router.db_for_write(Order), savepoint=False):
+    using = router.db_for_write(Order)
+    with transaction.atomic(using=using, savepoint=False):
+        # The usual case, a pending order, in one statement: its UPDATE locks the row, checks
+        # the status and writes (a read to lock, then a save, were two statements, each through
+        # the query compiler). Nothing returns an order to `pending`, so a miss here is final
+        # unless the order was created since, which the locked read below then sees.
+        connection = connections[using]
+        moved = list(
+            Order.objects.using(using).raw(
+                f"UPDATE {Order._meta.db_table} SET status = %s, updated_at = %s"
+                " WHERE id = %s AND status = %s RETURNING *",
+                [
+                    to,
+                    _UPDATED_AT.get_db_prep_value(timezone.now(), connection),
+                    _ID.get_db_prep_value(order_id, connection),
+                    Order.Status.PENDING,
+                ],
+            )
+        )
+        if moved:
+            return moved[0]
         # Row lock: an operator action and a saga command must not both read `pending`.
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.status == to:
@@ -98,3 +119,7 @@ def _move(*, order_id: UUID, to: Order.Status, forbidden_from: Order.Status) -> 
         order.status = to
         order.save(update_fields=["status", "updated_at"])
     return order
+
+
+_ID = Order._meta.get_field("id")
+_UPDATED_AT = Order._meta.get_field("updated_at")

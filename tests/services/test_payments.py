@@ -11,7 +11,7 @@ import pytest
 from django.db import connections, router, transaction
 from django.db.models import Sum
 
-from payments import messages, testcards
+from payments import messages, services, testcards
 from payments.exceptions import InvalidCard, ProcessorUnavailable
 from payments.models import Charge, PaymentMethod, PaymentStepRecord, Refund
 from payments.services import card_brand, charge_payment, tokenize_card
@@ -139,6 +139,26 @@ def test_the_same_key_succeeds_once_the_processor_recovers() -> None:
 
     assert reply.outcome == "ok"
     assert Charge.objects.count() == 1
+
+
+def test_a_method_that_pays_stored_after_the_charges_insert_looked_is_charged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The insert, which charges only if the token's method pays, found no such method; the
+    # read that follows sees one, stored in between (READ COMMITTED: a new snapshot).
+    monkeypatch.setattr(services, "_insert_if_payable", lambda charge: None)
+    saga_id = uuid4()
+
+    charge = charge_payment(
+        saga_id=saga_id,
+        order_id=uuid4(),
+        payment_token=card_token(),
+        amount=Decimal("12.00"),
+        currency="EUR",
+    )
+
+    assert Charge.objects.get(saga_id=saga_id) == charge
+    assert (charge.amount, charge.status) == (Decimal("12.00"), Charge.Status.CHARGED)
 
 
 # --- tokenisation ------------------------------------------------------------------------------
