@@ -13,13 +13,21 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
 
 from inventory.exceptions import OutOfStock, ProductExists
 from inventory.models import Product, Reservation, ReservationLine
+from sagas import bulk
 
 CENT = Decimal("0.01")
+
+# A reservation's check and decrement of one product, written out: through the query compiler it
+# was about two fifths of a reservation's CPU.
+TAKE_STOCK = (
+    f"UPDATE {Product._meta.db_table} SET available = available - %s"
+    " WHERE sku = %s AND available >= %s"
+)
 
 
 def create_product(*, sku: str, name: str, price: Decimal, currency: str, stock: int) -> Product:
@@ -58,22 +66,26 @@ def reserve_stock(*, saga_id: UUID, order_id: UUID, quantities: Mapping[str, int
         # A non-positive quantity would turn the conditional decrement into an increment.
         if quantity < 1:
             raise ValueError(f"quantity of {sku} must be at least 1, not {quantity}")
-    with transaction.atomic(using=router.db_for_write(Product), savepoint=False):
+    using = router.db_for_write(Product)
+    with transaction.atomic(using=using, savepoint=False), connections[using].cursor() as cursor:
         for sku in sorted(quantities):
-            quantity = quantities[sku]
             # Commutative and race-free: the check and the decrement are one UPDATE, which
             # row-locks the product until this transaction ends.
-            taken = Product.objects.filter(sku=sku, available__gte=quantity).update(
-                available=F("available") - quantity
-            )
-            if not taken:
+            cursor.execute(TAKE_STOCK, [quantities[sku], sku, quantities[sku]])
+            if not cursor.rowcount:
                 raise OutOfStock(f"not enough stock for {sku}")
         reservation = Reservation.objects.create(
             saga_id=saga_id, order_id=order_id, status=Reservation.Status.RESERVED
         )
-        ReservationLine.objects.bulk_create(
-            ReservationLine(reservation=reservation, sku=sku, quantity=quantities[sku])
-            for sku in sorted(quantities)
+        # One INSERT without bulk_create's RETURNING of ids nothing reads.
+        bulk.insert(
+            ReservationLine,
+            ["reservation", "sku", "quantity"],
+            [
+                ReservationLine(reservation=reservation, sku=sku, quantity=quantities[sku])
+                for sku in sorted(quantities)
+            ],
+            using=router.db_for_write(ReservationLine),
         )
     return reservation
 

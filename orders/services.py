@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from orders.exceptions import OrderStateConflict
 from orders.models import Order, OrderLine
+from sagas import bulk
 
 CENT = Decimal("0.01")
 
@@ -51,9 +52,15 @@ def create_order(
             total=total,
             currency=currency,
         )
-        OrderLine.objects.bulk_create(
-            OrderLine(order=order, sku=line.sku, quantity=line.quantity, unit_price=price)
-            for line, price in zip(lines, prices, strict=True)
+        # One INSERT without bulk_create's RETURNING of ids nothing reads.
+        bulk.insert(
+            OrderLine,
+            ["order", "sku", "quantity", "unit_price"],
+            [
+                OrderLine(order=order, sku=line.sku, quantity=line.quantity, unit_price=price)
+                for line, price in zip(lines, prices, strict=True)
+            ],
+            using=router.db_for_write(OrderLine),
         )
     return order
 
