@@ -22,8 +22,8 @@ from sagas import bulk
 
 CENT = Decimal("0.01")
 
-# A reservation's check and decrement of one product, written out: through the query compiler it
-# was about two fifths of a reservation's CPU.
+# A reservation's check and decrement of one product, written out: through the ORM it was about
+# two fifths of a reservation's CPU.
 TAKE_STOCK = (
     f"UPDATE {Product._meta.db_table} SET available = available - %s"
     " WHERE sku = %s AND available >= %s"

@@ -82,21 +82,12 @@ def _create_once(method: PaymentMethod) -> PaymentMethod:
     One statement when the key is new (`get_or_create` spends a query and a savepoint more): an
     insert that does nothing on a conflict, which waits while another transaction inserts the
     same key; only a repeat reads the method that was there."""
-    using = router.db_for_write(PaymentMethod)
-    connection = connections[using]
-    method.created_at = timezone.now()
-    columns, values = _row(method, connection)
-    inserted = list(
-        PaymentMethod.objects.using(using).raw(
-            f"INSERT INTO {PaymentMethod._meta.db_table} ({columns}) "
-            f"VALUES ({', '.join(['%s'] * len(values))}) "
-            "ON CONFLICT (request_key) DO NOTHING RETURNING *",
-            values,
-        )
-    )
+    inserted = _inserted(method, "VALUES ({values}) ON CONFLICT (request_key) DO NOTHING")
     if inserted:
         return inserted[0]
-    return PaymentMethod.objects.using(using).get(request_key=method.request_key)
+    return PaymentMethod.objects.using(router.db_for_write(PaymentMethod)).get(
+        request_key=method.request_key
+    )
 
 
 def new_token() -> str:
@@ -188,29 +179,33 @@ def _insert_if_payable(charge: Charge) -> Charge | None:
 
     One statement for the usual charge, where a read of the method and then the insert were two,
     each through the query compiler."""
-    using = router.db_for_write(Charge)
-    connection = connections[using]
-    charge.created_at = timezone.now()
-    columns, values = _row(charge, connection)
-    inserted = list(
-        Charge.objects.using(using).raw(
-            f"INSERT INTO {Charge._meta.db_table} ({columns}) "
-            f"SELECT {', '.join(['%s'] * len(values))} FROM {PaymentMethod._meta.db_table} "
-            "WHERE token = %s AND behaviour = %s RETURNING *",
-            [*values, charge.payment_token, Behaviour.OK],
-        )
+    inserted = _inserted(
+        charge,
+        f"SELECT {{values}} FROM {PaymentMethod._meta.db_table} WHERE token = %s AND behaviour = %s",
+        [charge.payment_token, Behaviour.OK],
     )
     return inserted[0] if inserted else None
 
 
-def _row(obj: PaymentMethod | Charge, connection: Any) -> tuple[str, list[Any]]:
-    """The columns of `obj`'s row but its id, for an INSERT, and their values as the ORM would
-    write them."""
-    fields = [field for field in type(obj)._meta.concrete_fields if not field.primary_key]
+def _inserted(
+    obj: PaymentMethod | Charge, source: str, extra: list[Any] | None = None
+) -> list[Any]:
+    """The rows an `INSERT INTO <obj's table> (<its columns but the id>) <source> RETURNING *`
+    inserted: `obj`'s values, as the ORM would write them (created now), fill `{values}` in
+    `source`, and `extra` parameters follow them."""
+    model = type(obj)
+    using = router.db_for_write(model)
+    connection = connections[using]
+    obj.created_at = timezone.now()
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     columns = ", ".join(connection.ops.quote_name(field.column or "") for field in fields)
-    return columns, [
-        field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields
-    ]
+    values = [field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields]
+    sql = (
+        f"INSERT INTO {model._meta.db_table} ({columns}) "
+        + source.format(values=", ".join(["%s"] * len(values)))
+        + " RETURNING *"
+    )
+    return list(model._default_manager.using(using).raw(sql, [*values, *(extra or [])]))
 
 
 def whole_cents(amount: Decimal) -> Decimal:
