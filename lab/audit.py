@@ -40,6 +40,7 @@ class AuditReport:
     queued_by_queue: dict[str, int] = field(default_factory=dict)  # e.g. {"orders": 3}
     unread_replies: int = 0
     failed_tasks: int = 0
+    failed_by_func: dict[str, int] = field(default_factory=dict)  # e.g. {"sagas.tasks.…": 1}
     purged_sagas_charged: int = 0  # charges kept for sagas housekeeping purged (not violations)
     violations: list[str] = field(default_factory=list)
     # Where each side's tables were read: "sagas" (the engine, with the broker) and each service,
@@ -95,7 +96,8 @@ def audit(max_listed: int = 20) -> AuditReport:
     report.queued_by_queue = dict(Counter(OrmQ.objects.values_list("key", flat=True)))
     report.queued_tasks = sum(report.queued_by_queue.values())
     report.unread_replies = SagaReply.objects.count()
-    report.failed_tasks = Failure.objects.count()
+    report.failed_by_func = dict(Counter(Failure.objects.values_list("func", flat=True)))
+    report.failed_tasks = sum(report.failed_by_func.values())
 
     charged: dict[str, Decimal] = defaultdict(Decimal)
     charges_per_saga: Counter[str] = Counter()

@@ -101,6 +101,9 @@ class ChaosResult:
         by = self.report.by_status
         reasons = ",".join(f"{k}:{v}" for k, v in sorted(self.report.failure_reasons.items()))
         queued = ",".join(f"{k}:{v}" for k, v in sorted(self.report.queued_by_queue.items()))
+        # Which tasks failed: a command's failure that stays is a bug; a housekeeping task's,
+        # cut by a terminated connection, runs again at its next schedule.
+        failed = ",".join(f"{k}:{v}" for k, v in sorted(self.report.failed_by_func.items()))
         return (
             f"chaos seed={self.seed} orders={self.orders} accepted={self.accepted} "
             f"kills={self.counts.kills} stops={self.counts.stops} fenced={self.fenced} "
@@ -111,6 +114,7 @@ class ChaosResult:
             f"failed_tasks={self.report.failed_tasks} violations={len(self.report.violations)} "
             f"drain={self.drain:.1f}s time_to_quiet={self.time_to_quiet:.1f}s "
             f"databases={len(set(self.report.databases.values()))} reasons={reasons}"
+            + (f" failed_task_funcs={failed}" if failed else "")
             # What kept a run from quiet, when it was not: tasks left per queue, inbox rows.
             + (
                 ""

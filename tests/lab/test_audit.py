@@ -390,6 +390,7 @@ def test_the_report_counts_sagas_and_what_is_left_in_the_queues() -> None:
         1,
         1,
     )
+    assert report.failed_by_func == {"f": 1}
     assert not report.quiet
 
 
