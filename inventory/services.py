@@ -74,9 +74,10 @@ def reserve_stock(*, saga_id: UUID, order_id: UUID, quantities: Mapping[str, int
             cursor.execute(TAKE_STOCK, [quantities[sku], sku, quantities[sku]])
             if not cursor.rowcount:
                 raise OutOfStock(f"not enough stock for {sku}")
-        reservation = Reservation.objects.create(
+        reservation = Reservation(
             saga_id=saga_id, order_id=order_id, status=Reservation.Status.RESERVED
         )
+        bulk.create(reservation, using=using)
         # One INSERT without bulk_create's RETURNING of ids nothing reads.
         bulk.insert(
             ReservationLine,

@@ -43,8 +43,9 @@ def create_order(
     """
     total = whole_cents(total)
     prices = [whole_cents(line.unit_price) for line in lines]
-    with transaction.atomic(using=router.db_for_write(Order), savepoint=False):
-        order = Order.objects.create(
+    using = router.db_for_write(Order)
+    with transaction.atomic(using=using, savepoint=False):
+        order = Order(
             id=order_id,
             saga_id=saga_id,
             user_id=user_id,
@@ -52,6 +53,7 @@ def create_order(
             total=total,
             currency=currency,
         )
+        bulk.create(order, using=using)
         # One INSERT without bulk_create's RETURNING of ids nothing reads.
         bulk.insert(
             OrderLine,

@@ -33,6 +33,31 @@ def keep_long_statements_parsed() -> None:
     _queries._query2pg = lru_cache(maxsize=256)(_queries._query2pg_nocache)
 
 
+def create(obj: Any, using: str = "default") -> None:
+    """Insert `obj` as its first `save()` would, in one statement without the query compiler
+    (`Model.objects.create` was a fifth of a reservation's CPU in a service worker): each
+    field's value as its `pre_save` gives it (`auto_now` and `auto_now_add` stamped), and the id
+    the database gives set on `obj` unless it has one. Sends no signals, and knows no database
+    defaults (`db_default`): for models that have neither."""
+    model = type(obj)
+    connection = connections[using]
+    pk = model._meta.pk
+    returns_id = obj.pk is None
+    fields = [field for field in model._meta.concrete_fields if not (returns_id and field is pk)]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    sql = (
+        f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    if returns_id:
+        sql += f" RETURNING {connection.ops.quote_name(pk.column)}"
+    params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if returns_id:
+            obj.pk = cursor.fetchone()[0]
+    obj._state.adding, obj._state.db = False, using
+
+
 def insert(
     model: type[Any],
     names: list[str],

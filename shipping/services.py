@@ -11,6 +11,7 @@ from uuid import UUID
 
 from django.db import router, transaction
 
+from sagas import bulk
 from shipping.exceptions import ShippingUnavailable
 from shipping.models import Shipment
 
@@ -31,7 +32,7 @@ def schedule_shipment(*, saga_id: UUID, order_id: UUID, address: Address) -> Shi
     country = address.country.upper()
     if country in UNSERVED_COUNTRIES:
         raise ShippingUnavailable(f"we do not ship to {country}")
-    return Shipment.objects.create(
+    shipment = Shipment(
         saga_id=saga_id,
         order_id=order_id,
         name=address.name,
@@ -41,6 +42,8 @@ def schedule_shipment(*, saga_id: UUID, order_id: UUID, address: Address) -> Shi
         country=country,
         status=Shipment.Status.SCHEDULED,
     )
+    bulk.create(shipment, using=router.db_for_write(Shipment))
+    return shipment
 
 
 def cancel_shipment(*, shipment_id: int) -> Shipment:
