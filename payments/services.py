@@ -27,6 +27,7 @@ from payments.exceptions import (
     ProcessorUnavailable,
 )
 from payments.models import Charge, PaymentMethod, Refund
+from sagas import bulk
 
 Behaviour = PaymentMethod.Behaviour
 
@@ -190,16 +191,12 @@ def _insert_if_payable(charge: Charge) -> Charge | None:
 def _inserted(
     obj: PaymentMethod | Charge, source: str, extra: list[Any] | None = None
 ) -> list[Any]:
-    """The rows an `INSERT INTO <obj's table> (<its columns but the id>) <source> RETURNING *`
-    inserted: `obj`'s values, as the ORM would write them (created now), fill `{values}` in
-    `source`, and `extra` parameters follow them."""
+    """The rows an `INSERT INTO <obj's table> (<its columns>) <source> RETURNING *` inserted:
+    `obj`'s values, as its first `save()` would write them (`sagas.bulk.row`), fill `{values}`
+    in `source`, and `extra` parameters follow them."""
     model = type(obj)
     using = router.db_for_write(model)
-    connection = connections[using]
-    obj.created_at = timezone.now()
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(connection.ops.quote_name(field.column or "") for field in fields)
-    values = [field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields]
+    columns, values = bulk.row(obj, connections[using])
     sql = (
         f"INSERT INTO {model._meta.db_table} ({columns}) "
         + source.format(values=", ".join(["%s"] * len(values)))

@@ -41,21 +41,33 @@ def create(obj: Any, using: str = "default") -> None:
     defaults (`db_default`): for models that have neither."""
     model = type(obj)
     connection = connections[using]
-    pk = model._meta.pk
     returns_id = obj.pk is None
-    fields = [field for field in model._meta.concrete_fields if not (returns_id and field is pk)]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    columns, params = row(obj, connection)
     sql = (
-        f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+        f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(params))})"
     )
     if returns_id:
-        sql += f" RETURNING {connection.ops.quote_name(pk.column)}"
-    params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+        sql += f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if returns_id:
             obj.pk = cursor.fetchone()[0]
     obj._state.adding, obj._state.db = False, using
+
+
+def row(obj: Any, connection: Any) -> tuple[str, list[Any]]:
+    """`obj`'s columns for an INSERT, comma-separated (its id only if it has one), and their
+    values as its first `save()` would write them: each field's `pre_save` (`auto_now` and
+    `auto_now_add` stamped on `obj`), then its preparation for `connection`."""
+    fields = [
+        field
+        for field in type(obj)._meta.concrete_fields
+        if not (field.primary_key and obj.pk is None)
+    ]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    return columns, [
+        field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields
+    ]
 
 
 def insert(
