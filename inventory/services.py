@@ -86,7 +86,7 @@ def reserve_stock(*, saga_id: UUID, order_id: UUID, quantities: Mapping[str, int
                 ReservationLine(reservation=reservation, sku=sku, quantity=quantities[sku])
                 for sku in sorted(quantities)
             ],
-            using=router.db_for_write(ReservationLine),
+            using=using,
         )
     return reservation
 

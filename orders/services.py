@@ -62,7 +62,7 @@ def create_order(
                 OrderLine(order=order, sku=line.sku, quantity=line.quantity, unit_price=price)
                 for line, price in zip(lines, prices, strict=True)
             ],
-            using=router.db_for_write(OrderLine),
+            using=using,
         )
     return order
 
@@ -111,8 +111,10 @@ def _move(*, order_id: UUID, to: Order.Status, forbidden_from: Order.Status) -> 
                 " WHERE id = %s AND status = %s RETURNING *",
                 [
                     to,
-                    _UPDATED_AT.get_db_prep_value(timezone.now(), connection),
-                    _ID.get_db_prep_value(order_id, connection),
+                    Order._meta.get_field("updated_at").get_db_prep_value(
+                        timezone.now(), connection
+                    ),
+                    Order._meta.pk.get_db_prep_value(order_id, connection),
                     Order.Status.PENDING,
                 ],
             )
@@ -128,7 +130,3 @@ def _move(*, order_id: UUID, to: Order.Status, forbidden_from: Order.Status) -> 
         order.status = to
         order.save(update_fields=["status", "updated_at"])
     return order
-
-
-_ID = Order._meta.get_field("id")
-_UPDATED_AT = Order._meta.get_field("updated_at")

@@ -11,6 +11,7 @@ every command two round trips.
 
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -188,9 +189,7 @@ def _insert_if_payable(charge: Charge) -> Charge | None:
     return inserted[0] if inserted else None
 
 
-def _inserted(
-    obj: PaymentMethod | Charge, source: str, extra: list[Any] | None = None
-) -> list[Any]:
+def _inserted(obj: PaymentMethod | Charge, source: str, extra: Sequence[Any] = ()) -> list[Any]:
     """The rows an `INSERT INTO <obj's table> (<its columns>) <source> RETURNING *` inserted:
     `obj`'s values, as its first `save()` would write them (`sagas.bulk.row`), fill `{values}`
     in `source`, and `extra` parameters follow them."""
@@ -202,7 +201,7 @@ def _inserted(
         + source.format(values=", ".join(["%s"] * len(values)))
         + " RETURNING *"
     )
-    return list(model._default_manager.using(using).raw(sql, [*values, *(extra or [])]))
+    return list(model._default_manager.using(using).raw(sql, [*values, *extra]))
 
 
 def whole_cents(amount: Decimal) -> Decimal:
